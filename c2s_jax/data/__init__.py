@@ -1,0 +1,1 @@
+"""Data layer: AnnData -> cell sentences -> corpus records."""

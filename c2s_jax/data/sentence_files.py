@@ -1,0 +1,124 @@
+"""Cell sentences on disk: a Parquet table plus a JSON metadata file beside it.
+
+The table has one row per cell: `cell_name`, `cell_sentence` and the requested obs columns.
+The metadata holds what later stages must not guess: options, vocabulary, the
+normalization target and the inverse fit. Both files are written atomically, table first,
+so a metadata file always describes a complete table.
+"""
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from c2s_jax.atomic_write import atomic_path, write_text_atomic
+from c2s_jax.data.cell_sentences import DataInput, SentenceChunk, SentenceOptions, SentenceStream
+from c2s_jax.data.ranking import SentenceWriter
+from c2s_jax.errors import InputError
+
+METADATA_VERSION = 1
+
+
+def metadata_path(table_path: str | os.PathLike) -> Path:
+    """`out.parquet` -> `out.meta.json`."""
+    path = Path(table_path)
+    return path.with_name(path.stem + ".meta.json")
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteSummary:
+    """What `write_sentences` produced: the table, its metadata, and the run's figures."""
+
+    table: Path
+    metadata: Path
+    n_cells: int
+    seconds: float
+    meta: dict
+
+
+def write_sentences(
+    inputs: Sequence[DataInput],
+    output: str | os.PathLike,
+    options: SentenceOptions = SentenceOptions(),
+    obs_keys: Sequence[str] = (),
+    progress: bool = True,
+) -> WriteSummary:
+    """Streams inputs into a Parquet table of cell sentences and its metadata.
+
+    Memory is bounded by `options.chunk_size` cells; each chunk becomes a row group.
+
+    Args:
+      inputs: AnnData objects or .h5ad paths.
+      output: the .parquet path; metadata goes to `metadata_path(output)`.
+      options: see `SentenceOptions`.
+      obs_keys: obs columns copied into the table.
+      progress: show a progress bar.
+    """
+    output = Path(output)
+    if output.suffix != ".parquet":
+        raise InputError(f"{output}: the output must be a .parquet file")
+    began = time.perf_counter()
+    stream = SentenceStream(inputs, options, obs_keys, progress)
+    with atomic_path(output) as tmp:
+        writer = None
+        for chunk in stream:
+            table = _chunk_table(chunk)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+            writer.write_table(table.cast(writer.schema))
+        if writer is None:
+            raise InputError("no cells to write: every input was empty")
+        writer.close()
+    fit = stream.inverse_fit()
+    meta = {
+        "format_version": METADATA_VERSION,
+        "table": output.name,
+        "inputs": [str(x) if not hasattr(x, "obs") else "<AnnData>" for x in inputs],
+        "options": dataclasses.asdict(options),
+        "obs_keys": list(obs_keys),
+        "stats": dataclasses.asdict(stream.stats),
+        "target_sum": stream.target_sum(),
+        "inverse_fit": dataclasses.asdict(fit),
+        "vocabulary": stream.vocabulary.as_dict(),
+    }
+    write_text_atomic(metadata_path(output), json.dumps(meta, indent=1))
+    return WriteSummary(
+        output, metadata_path(output), stream.stats.n_cells_out, time.perf_counter() - began, meta
+    )
+
+
+def _chunk_table(chunk: SentenceChunk) -> pa.Table:
+    text, offsets = SentenceWriter(chunk.symbols).text_buffers(chunk.gene_ids, chunk.indptr)
+    sentences = pa.StringArray.from_buffers(
+        len(chunk.cell_names), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(text)
+    )
+    columns = {"cell_name": pa.array(chunk.cell_names, pa.string()), "cell_sentence": sentences}
+    for name in chunk.obs.columns:
+        columns[str(name)] = _obs_array(chunk.obs[name])
+    return pa.table(columns)
+
+
+def _obs_array(column: pd.Series) -> pa.Array:
+    # Categories become plain values so that every chunk has the same Arrow type.
+    if isinstance(column.dtype, pd.CategoricalDtype):
+        column = column.astype(column.cat.categories.dtype)
+    if column.dtype == object:
+        return pa.array(column.astype("string").to_numpy(na_value=None), pa.string())
+    return pa.array(column.to_numpy())
+
+
+def read_sentences(table: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
+    """Loads a sentence table and its metadata."""
+    table = Path(table)
+    meta_file = metadata_path(table)
+    for path in (table, meta_file):
+        if not path.exists():
+            raise InputError(f"{path}: no such file (write it with `c2s sentences`)")
+    return pq.read_table(table).to_pandas(), json.loads(meta_file.read_text(encoding="utf-8"))

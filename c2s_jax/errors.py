@@ -1,0 +1,9 @@
+"""The error users see for bad input: it names the file, field or key and says what to do."""
+
+
+class InputError(ValueError):
+    """Raised for unusable user input (a file, an AnnData field, a config key).
+
+    The message always names the offending file/field/key and suggests a fix, so the
+    command line can print it as is, without a traceback.
+    """

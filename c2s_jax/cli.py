@@ -24,24 +24,42 @@ def _add_sentences(sub: argparse._SubParsersAction) -> None:
         "row per cell: cell_name, cell_sentence and the chosen obs columns. The vocabulary, "
         "statistics and the inverse-transform fit go to OUTPUT.meta.json.",
     )
-    p.add_argument("paths", nargs="+", metavar="PATH", help="input .h5ad files, then OUTPUT.parquet")
+    p.add_argument(
+        "paths", nargs="+", metavar="PATH", help="input .h5ad files, then OUTPUT.parquet"
+    )
     p.add_argument("--top-k", type=int, default=None, help="keep the first K genes of each cell")
     p.add_argument("--seed", type=int, default=0, help="seed of the random tie-break (default 0)")
     p.add_argument("--obs", nargs="+", default=[], metavar="COLUMN", help="obs columns to copy")
     source = p.add_mutually_exclusive_group()
     source.add_argument("--layer", default=None, help="read layers[NAME] instead of X")
     source.add_argument("--raw", action="store_true", help="read .raw.X instead of X")
-    p.add_argument("--gene-symbols", default=None, metavar="COLUMN",
-                   help="var column holding gene symbols (e.g. when var_names are Ensembl IDs)")
-    p.add_argument("--duplicates", choices=DUPLICATE_POLICIES, default="error",
-                   help="symbols that collide after upper-casing: error (default), sum their "
-                   "columns, or keep the first")
+    p.add_argument(
+        "--gene-symbols",
+        default=None,
+        metavar="COLUMN",
+        help="var column holding gene symbols (e.g. when var_names are Ensembl IDs)",
+    )
+    p.add_argument(
+        "--duplicates",
+        choices=DUPLICATE_POLICIES,
+        default="error",
+        help="symbols that collide after upper-casing: error (default), sum their "
+        "columns, or keep the first",
+    )
     p.add_argument("--min-genes", type=int, default=0, help="drop cells with fewer genes")
     p.add_argument("--min-cells", type=int, default=0, help="drop genes seen in fewer cells")
-    p.add_argument("--normalize", choices=("auto", "yes", "no"), default="auto",
-                   help="auto: normalize counts, keep normalized input as is")
-    p.add_argument("--target-sum", type=float, default=None,
-                   help="normalize_total target (default: median counts per cell)")
+    p.add_argument(
+        "--normalize",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="auto: normalize counts, keep normalized input as is",
+    )
+    p.add_argument(
+        "--target-sum",
+        type=float,
+        default=None,
+        help="normalize_total target (default: median counts per cell)",
+    )
     p.add_argument("--chunk-size", type=int, default=4096, help="cells per chunk (memory bound)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(run=_run_sentences)
@@ -91,8 +109,9 @@ def _run_demo(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of `c2s` (exposed for tests and docs)."""
-    parser = argparse.ArgumentParser(prog="c2s", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="c2s", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_demo(sub)
@@ -103,8 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `c2s` and `python -m c2s_jax`; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         args.run(args)
     except InputError as err:

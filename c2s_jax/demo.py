@@ -30,27 +30,44 @@ def run_demo(workdir: str, seed: int = 0) -> dict:
         adata.write_h5ad(tmp)
     print(f"embedded data: {adata.n_obs} cells x {adata.n_vars} genes of raw counts -> {h5ad}")
 
-    summary = write_sentences([h5ad], out / "pbmc68k_sentences.parquet",
-                              SentenceOptions(seed=seed), OBS_KEYS, progress=False)
+    summary = write_sentences(
+        [h5ad],
+        out / "pbmc68k_sentences.parquet",
+        SentenceOptions(seed=seed),
+        OBS_KEYS,
+        progress=False,
+    )
     table, meta = read_sentences(summary.table)
     fit = InverseFit(**meta["inverse_fit"])
     lengths = table["cell_sentence"].str.count(" ") + 1
-    print(f"cell sentences: {len(table)} cells -> {summary.table} "
-          f"({summary.n_cells / summary.seconds:,.0f} cells/s)")
-    print(f"  genes per sentence: median {int(lengths.median())}, "
-          f"range {lengths.min()}-{lengths.max()}; vocabulary {len(meta['vocabulary'])} symbols")
+    print(
+        f"cell sentences: {len(table)} cells -> {summary.table} "
+        f"({summary.n_cells / summary.seconds:,.0f} cells/s)"
+    )
+    print(
+        f"  genes per sentence: median {int(lengths.median())}, "
+        f"range {lengths.min()}-{lengths.max()}; vocabulary {len(meta['vocabulary'])} symbols"
+    )
     first = table.iloc[0]
-    print(f"  {first['cell_name']} ({first['cell_type']}): "
-          f"{' '.join(first['cell_sentence'].split()[:12])} ...")
-    print(f"inverse fit over {fit.n_cells} cells: expression = {fit.intercept:.3f} "
-          f"{fit.slope:+.3f} * log10(1 + rank); R2 {fit.r2:.3f}, Pearson {fit.pearson:.3f}, "
-          f"Spearman {fit.spearman:.3f}")
+    print(
+        f"  {first['cell_name']} ({first['cell_type']}): "
+        f"{' '.join(first['cell_sentence'].split()[:12])} ..."
+    )
+    print(
+        f"inverse fit over {fit.n_cells} cells: expression = {fit.intercept:.3f} "
+        f"{fit.slope:+.3f} * log10(1 + rank); R2 {fit.r2:.3f}, Pearson {fit.pearson:.3f}, "
+        f"Spearman {fit.spearman:.3f}"
+    )
 
     truth = _true_expression(adata, meta["target_sum"])
-    rebuilt, unknown = reconstruct(table["cell_sentence"].tolist(), fit, adata.var_names.str.upper())
+    rebuilt, unknown = reconstruct(
+        table["cell_sentence"].tolist(), fit, adata.var_names.str.upper()
+    )
     per_cell = [_pearson(truth[i], rebuilt[i]) for i in range(truth.shape[0])]
-    print(f"reconstruction from sentences: median per-cell Pearson over expressed genes {np.median(per_cell):.3f}, "
-          f"{int(unknown.sum())} unknown words")
+    print(
+        "reconstruction from sentences: median per-cell Pearson over expressed genes "
+        f"{np.median(per_cell):.3f}, {int(unknown.sum())} unknown words"
+    )
     cells = [np.sort(r.data)[::-1] for r in truth[: fit.n_cells]]
     plot_inverse_fit(cells, fit, out / "inverse_fit.png")
     print(f"figure: {out / 'inverse_fit.png'}")

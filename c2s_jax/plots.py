@@ -6,11 +6,11 @@ from collections.abc import Sequence
 import matplotlib
 
 matplotlib.use("Agg")  # no display on TPU VMs or CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from c2s_jax.atomic_write import atomic_path  # noqa: E402
-from c2s_jax.data.inverse import InverseFit  # noqa: E402
+from c2s_jax.atomic_write import atomic_path
+from c2s_jax.data.inverse import InverseFit
 
 
 def plot_inverse_fit(cells: Sequence[np.ndarray], fit: InverseFit, path: str | os.PathLike) -> None:

@@ -15,14 +15,19 @@ def pbmc_counts() -> anndata.AnnData:
     return pbmc68k_counts()
 
 
-def make_counts(n_cells: int = 60, n_genes: int = 40, seed: int = 0, density: float = 0.4,
-                max_count: int = 6) -> anndata.AnnData:
+def make_counts(
+    n_cells: int = 60, n_genes: int = 40, seed: int = 0, density: float = 0.4, max_count: int = 6
+) -> anndata.AnnData:
     """A small random count matrix with many ties (counts are small integers)."""
     rng = np.random.default_rng(seed)
-    dense = rng.integers(1, max_count + 1, (n_cells, n_genes)) * (rng.random((n_cells, n_genes)) < density)
+    dense = rng.integers(1, max_count + 1, (n_cells, n_genes)) * (
+        rng.random((n_cells, n_genes)) < density
+    )
     obs = pd.DataFrame(
-        {"cell_type": rng.choice(["T cell", "B cell", "NK cell"], n_cells),
-         "donor": rng.choice(["d1", "d2"], n_cells)},
+        {
+            "cell_type": rng.choice(["T cell", "B cell", "NK cell"], n_cells),
+            "donor": rng.choice(["d1", "d2"], n_cells),
+        },
         index=[f"cell{i}" for i in range(n_cells)],
     )
     var = pd.DataFrame(index=[f"Gene{j}" for j in range(n_genes)])

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from c2s_jax.data import inverse
 from c2s_jax.data.expression_source import ExpressionSource, MatrixChoice
 from c2s_jax.data.gene_symbols import DuplicatePolicy, GeneSymbols, gene_symbols
-from c2s_jax.data.normalization import log1p10_normalize, looks_like_counts
+from c2s_jax.data.normalization import looks_like_counts
 from c2s_jax.data.ranking import SentenceWriter, rank_genes
 from c2s_jax.data.vocabulary import GeneVocabulary
 from c2s_jax.errors import InputError
@@ -175,7 +175,7 @@ class SentenceStream:
     def __init__(
         self,
         inputs: Sequence[DataInput],
-        options: SentenceOptions = SentenceOptions(),
+        options: SentenceOptions | None = None,
         obs_keys: Sequence[str] = (),
         progress: bool = True,
     ):
@@ -183,7 +183,10 @@ class SentenceStream:
             raise InputError("no input given: pass at least one AnnData or .h5ad path")
         clash = [k for k in obs_keys if k in RESERVED_COLUMNS]
         if clash:
-            raise InputError(f"obs columns {clash} clash with the output columns {RESERVED_COLUMNS}")
+            raise InputError(
+                f"obs columns {clash} clash with the output columns {RESERVED_COLUMNS}"
+            )
+        options = options or SentenceOptions()
         self.inputs = list(inputs)
         self.options = options
         self.obs_keys = list(obs_keys)
@@ -232,8 +235,13 @@ class SentenceStream:
         cell_counts = np.zeros(len(symbols.symbols), np.int64)
         salt = np.uint64(file_index) << np.uint64(_FILE_SALT_SHIFT)
         normalized_input: bool | None = None
-        bar = tqdm(total=src.n_cells, unit="cell", desc=os.path.basename(src.name),
-                   disable=not self.progress, leave=False)
+        bar = tqdm(
+            total=src.n_cells,
+            unit="cell",
+            desc=os.path.basename(src.name),
+            disable=not self.progress,
+            leave=False,
+        )
         for start, block in src.chunks(opts.chunk_size):
             block = symbols.to_symbol_space(block)
             if normalized_input is None:

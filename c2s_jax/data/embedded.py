@@ -20,9 +20,13 @@ def pbmc68k_counts() -> anndata.AnnData:
 
     reduced = scanpy.datasets.pbmc68k_reduced()
     log_norm = sp.csr_matrix(reduced.raw.X)
-    per_entry_total = np.repeat(reduced.obs["n_counts"].to_numpy(np.float64), np.diff(log_norm.indptr))
+    per_entry_total = np.repeat(
+        reduced.obs["n_counts"].to_numpy(np.float64), np.diff(log_norm.indptr)
+    )
     counts = np.round(np.expm1(log_norm.data.astype(np.float64)) * per_entry_total / 1e4)
-    X = sp.csr_matrix((counts.astype(np.float32), log_norm.indices, log_norm.indptr), log_norm.shape)
+    X = sp.csr_matrix(
+        (counts.astype(np.float32), log_norm.indices, log_norm.indptr), log_norm.shape
+    )
     X.eliminate_zeros()
     obs = reduced.obs.copy()
     obs["cell_type"] = obs["bulk_labels"].astype(str)

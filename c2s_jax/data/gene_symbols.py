@@ -139,7 +139,9 @@ def _refuse_non_symbols(names: pd.Series, var: pd.DataFrame, where: str) -> None
 def _duplicates_message(original: np.ndarray, upper: np.ndarray, where: str) -> str:
     groups = pd.Series(original).groupby(upper).agg(list)
     dup = groups[groups.map(len) > 1]
-    listed = "; ".join(f"{sym}: {', '.join(map(str, cols))}" for sym, cols in dup.head(_MAX_LISTED).items())
+    listed = "; ".join(
+        f"{sym}: {', '.join(map(str, cols))}" for sym, cols in dup.head(_MAX_LISTED).items()
+    )
     more = f" (and {len(dup) - _MAX_LISTED} more)" if len(dup) > _MAX_LISTED else ""
     return (
         f"{where}: {len(dup)} gene symbols occur more than once after upper-casing: "

@@ -58,7 +58,8 @@ class InverseFit:
     def load(cls, path: str | os.PathLike) -> "InverseFit":
         """Reads a fit written by `save` (or the `inverse_fit` entry of corpus metadata)."""
         try:
-            fields = json.loads(open(path, encoding="utf-8").read())
+            with open(path, encoding="utf-8") as file:
+                fields = json.load(file)
         except (OSError, json.JSONDecodeError) as err:
             raise InputError(f"{path}: cannot read an inverse fit ({err})") from None
         fields = fields.get("inverse_fit", fields)
@@ -97,7 +98,9 @@ def fit_inverse(cells: Sequence[np.ndarray], max_rank: int = DEFAULT_MAX_RANK) -
     )
 
 
-def sentence_ranks(words: Sequence[str], symbol_index: dict[str, int]) -> tuple[dict[int, float], int]:
+def sentence_ranks(
+    words: Sequence[str], symbol_index: dict[str, int]
+) -> tuple[dict[int, float], int]:
     """Rank of each known gene in a sentence, and the number of unknown words.
 
     Words are upper-cased. An unknown word keeps its slot (the genes after it keep their

@@ -40,7 +40,9 @@ def looks_like_counts(values: np.ndarray, where: str) -> bool:
     return False
 
 
-def log1p10_normalize(block_CG: sp.csr_matrix, totals_C: np.ndarray, target_sum: float) -> sp.csr_matrix:
+def log1p10_normalize(
+    block_CG: sp.csr_matrix, totals_C: np.ndarray, target_sum: float
+) -> sp.csr_matrix:
     """log10(1 + x / total * target_sum) per cell, as float32 (scanpy's normalize_total
     followed by log1p with base 10).
 

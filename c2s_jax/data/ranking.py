@@ -140,7 +140,9 @@ class SentenceWriter:
         np.cumsum(self._lengths, out=self._offsets[1:])
         self._bytes = np.frombuffer(b"".join(encoded), np.uint8)
 
-    def text_buffers(self, gene_ids: np.ndarray, indptr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def text_buffers(
+        self, gene_ids: np.ndarray, indptr: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(utf8 bytes [total], offsets [cells + 1] int64) of the sentences of each cell."""
         cumulative = np.zeros(len(gene_ids) + 1, np.int64)
         np.cumsum(self._lengths[gene_ids], out=cumulative[1:])

@@ -46,7 +46,7 @@ class WriteSummary:
 def write_sentences(
     inputs: Sequence[DataInput],
     output: str | os.PathLike,
-    options: SentenceOptions = SentenceOptions(),
+    options: SentenceOptions | None = None,
     obs_keys: Sequence[str] = (),
     progress: bool = True,
 ) -> WriteSummary:
@@ -62,6 +62,7 @@ def write_sentences(
       progress: show a progress bar.
     """
     output = Path(output)
+    options = options or SentenceOptions()
     if output.suffix != ".parquet":
         raise InputError(f"{output}: the output must be a .parquet file")
     began = time.perf_counter()
@@ -73,9 +74,13 @@ def write_sentences(
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
             writer.write_table(table.cast(writer.schema))
-        if writer is None:
-            raise InputError("no cells to write: every input was empty")
-        writer.close()
+        if writer is not None:
+            writer.close()
+        if stream.stats.n_cells_out == 0:
+            raise InputError(
+                "no cells to write: no cell of the inputs has an expressed gene that passes "
+                "the filters (check --min-genes/--min-cells and the chosen matrix)"
+            )
     fit = stream.inverse_fit()
     meta = {
         "format_version": METADATA_VERSION,

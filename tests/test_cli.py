@@ -1,0 +1,69 @@
+"""The `c2s` command end to end, as a user runs it."""
+
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from c2s_jax.cli import main
+from c2s_jax.data.cell_sentences import cell_sentences
+
+
+@pytest.fixture
+def pbmc_file(pbmc_counts, tmp_path):
+    path = tmp_path / "pbmc.h5ad"
+    pbmc_counts.write_h5ad(path)
+    return path
+
+
+def test_sentences_writes_table_and_metadata(pbmc_file, pbmc_counts, tmp_path, capsys):
+    out = tmp_path / "out" / "pbmc.parquet"
+    status = main(
+        [
+            "sentences",
+            str(pbmc_file),
+            str(out),
+            "--top-k",
+            "50",
+            "--seed",
+            "3",
+            "--obs",
+            "cell_type",
+            "tissue",
+            "--no-progress",
+        ]
+    )
+    assert status == 0
+    table = pq.read_table(out).to_pandas()
+    assert list(table.columns) == ["cell_name", "cell_sentence", "cell_type", "tissue"]
+    assert len(table) == 700
+    expected = cell_sentences(pbmc_counts, seed=3, top_k=50)
+    assert table["cell_sentence"].tolist() == expected.sentences()
+    assert table["cell_type"].tolist() == pbmc_counts.obs["cell_type"].tolist()
+    meta = json.loads((tmp_path / "out" / "pbmc.meta.json").read_text())
+    assert meta["options"]["top_k"] == 50 and meta["stats"]["n_cells_out"] == 700
+    assert len(meta["vocabulary"]) == 765
+    assert 0.8 < meta["inverse_fit"]["r2"] <= 1
+    assert "wrote 700 cell sentences" in capsys.readouterr().out
+
+
+def test_bad_input_is_one_line_and_exit_status_2(tmp_path, pbmc_file, capsys):
+    assert main(["sentences", str(tmp_path / "missing.h5ad"), str(tmp_path / "o.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("c2s sentences: error: ") and "missing.h5ad: no such file" in err
+    assert main(["sentences", str(pbmc_file), str(tmp_path / "o.parquet"), "--obs", "donor"]) == 2
+    assert "obs has no column ['donor']" in capsys.readouterr().err
+    assert main(["sentences", str(pbmc_file), str(tmp_path / "o.csv")]) == 2
+    assert "must be a .parquet" in capsys.readouterr().err
+
+
+def test_module_entry_point_runs():
+    done = subprocess.run(
+        [sys.executable, "-m", "c2s_jax", "sentences", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "--top-k" in done.stdout and "--layer" in done.stdout

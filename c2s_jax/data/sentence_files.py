@@ -72,7 +72,10 @@ def write_sentences(
         for chunk in stream:
             table = _chunk_table(chunk)
             if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
+                # Sentences and names are unique per cell: dictionary encoding only costs time.
+                writer = pq.ParquetWriter(
+                    tmp, table.schema, compression="zstd", use_dictionary=list(obs_keys)
+                )
             writer.write_table(table.cast(writer.schema))
         if writer is not None:
             writer.close()

@@ -27,7 +27,7 @@ from c2s_jax.data import inverse
 from c2s_jax.data.expression_source import ExpressionSource, MatrixChoice
 from c2s_jax.data.gene_symbols import DuplicatePolicy, GeneSymbols, gene_symbols
 from c2s_jax.data.normalization import looks_like_counts
-from c2s_jax.data.ranking import SentenceWriter, rank_genes
+from c2s_jax.data.ranking import SentenceWriter, count_expressed, rank_genes
 from c2s_jax.data.vocabulary import GeneVocabulary
 from c2s_jax.errors import InputError
 
@@ -247,7 +247,7 @@ class SentenceStream:
             if normalized_input is None:
                 normalized_input = self._is_normalized(block, src.where)
                 stats.normalized_input = normalized_input
-            expressed = _expressed_counts(block)
+            expressed = count_expressed(block.data, block.indptr)
             passes = expressed >= max(opts.min_genes, 1)
             stats.n_cells_empty += int((expressed == 0).sum())
             stats.n_cells_below_min_genes += int(((expressed > 0) & ~passes).sum())
@@ -295,17 +295,10 @@ class SentenceStream:
         n_cells = np.zeros(n_symbols, np.int64)
         for _, block in src.chunks(self.options.chunk_size):
             block = symbols.to_symbol_space(block)
-            passes = _expressed_counts(block) >= max(self.options.min_genes, 1)
+            passes = count_expressed(block.data, block.indptr) >= max(self.options.min_genes, 1)
             expressed = block[np.flatnonzero(passes)]
             n_cells += np.bincount(expressed.indices[expressed.data > 0], minlength=n_symbols)
         return n_cells >= self.options.min_cells
-
-
-def _expressed_counts(block: sp.csr_matrix) -> np.ndarray:
-    """[cells] number of stored entries > 0 per row."""
-    positive = (block.data > 0).astype(np.int64)
-    cumulative = np.concatenate([[0], np.cumsum(positive)])
-    return cumulative[block.indptr[1:]] - cumulative[block.indptr[:-1]]
 
 
 def _gene_filtered(block: sp.csr_matrix, keep_gene: np.ndarray) -> sp.csr_matrix:

@@ -90,12 +90,19 @@ def fit_inverse(cells: Sequence[np.ndarray], max_rank: int = DEFAULT_MAX_RANK) -
         slope=float(slope),
         intercept=float(intercept),
         r2=float(1.0 - residual / total) if total > 0 else float("nan"),
-        pearson=float(scipy.stats.pearsonr(values, predicted).statistic),
-        spearman=float(scipy.stats.spearmanr(values, predicted).statistic),
+        pearson=_correlation(scipy.stats.pearsonr, values, predicted),
+        spearman=_correlation(scipy.stats.spearmanr, values, predicted),
         n_cells=len(cells),
         n_points=int(values.size),
         max_rank=int(max_rank),
     )
+
+
+def _correlation(method, x: np.ndarray, y: np.ndarray) -> float:
+    # A constant side (e.g. every sampled gene tied) has no defined correlation.
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(method(x, y).statistic)
 
 
 def sentence_ranks(

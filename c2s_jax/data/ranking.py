@@ -1,12 +1,12 @@
 """Per-cell gene ranking and sentence text, as compiled kernels over CSR rows.
 
-A cell's genes are ordered by descending expression; ties are broken by a hash of
-(seed, cell ordinal, gene id). The hash makes the order a pure function of the cell, so it
-does not depend on the chunk size, the thread count or which other cells share the chunk,
-yet it is a uniformly random permutation of each tied group.
-
-Each row is sorted on one 64-bit key: the high 32 bits order by expression (descending) and
-the low 32 bits carry the tie-break hash. Rows are independent, so they run in parallel.
+A cell's genes are ordered by descending expression with a stable LSD radix sort on a
+32-bit expression key (linear time; digits that are equal across the row are skipped, and
+counts have few distinct values). Each run of tied genes is then shuffled (Fisher-Yates)
+with random numbers hashed from (seed, cell ordinal, position), so the order is a
+uniformly random permutation of every tied group, yet a pure function of the cell: it does
+not depend on the chunk size, the thread count or the other cells of the chunk. Rows are
+independent, so they run in parallel.
 """
 
 import numba
@@ -16,6 +16,8 @@ import scipy.sparse as sp
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX_A = np.uint64(0xBF58476D1CE4E5B9)
 _MIX_B = np.uint64(0x94D049BB133111EB)
+_DIGIT_BITS = 11
+_DIGIT_MASK = (1 << _DIGIT_BITS) - 1
 
 
 @numba.njit(cache=True, inline="always")
@@ -26,31 +28,73 @@ def _mix64(z):
     return z ^ (z >> np.uint64(31))
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, inline="always")
+def _radix_sort_descending(keys, ids):
+    """Stable sort of `ids` by descending `keys` (uint32); returns (keys, ids) sorted."""
+    n = keys.shape[0]
+    for j in range(n):
+        keys[j] = np.uint32(0xFFFFFFFF) - keys[j]  # ascending order of this = descending keys
+    spare_keys = np.empty_like(keys)
+    spare_ids = np.empty_like(ids)
+    histogram = np.empty(_DIGIT_MASK + 1, np.int64)
+    for shift in range(0, 32, _DIGIT_BITS):
+        histogram[:] = 0
+        for j in range(n):
+            histogram[(keys[j] >> shift) & _DIGIT_MASK] += 1
+        if histogram.max() == n:
+            continue  # every key has this digit: the pass would not move anything
+        start = 0
+        for digit in range(_DIGIT_MASK + 1):
+            count = histogram[digit]
+            histogram[digit] = start
+            start += count
+        for j in range(n):
+            digit = (keys[j] >> shift) & _DIGIT_MASK
+            slot = histogram[digit]
+            histogram[digit] = slot + 1
+            spare_keys[slot] = keys[j]
+            spare_ids[slot] = ids[j]
+        keys, spare_keys = spare_keys, keys
+        ids, spare_ids = spare_ids, ids
+    return keys, ids
+
+
+@numba.njit(cache=True, inline="always")
+def _shuffle_ties(keys, ids, cell_salt):
+    """Fisher-Yates shuffle of each run of equal keys, from hashed random numbers."""
+    n = keys.shape[0]
+    first = 0
+    while first < n:
+        stop = first + 1
+        while stop < n and keys[stop] == keys[first]:
+            stop += 1
+        for i in range(stop - first - 1, 0, -1):
+            draw = _mix64(cell_salt ^ (np.uint64(first) * _GOLDEN + np.uint64(i)))
+            j = first + draw % np.uint64(i + 1)
+            ids[first + i], ids[j] = ids[j], ids[first + i]
+        first = stop
+
+
+@numba.njit(cache=True, parallel=True, nogil=True)
 def _rank_rows(value_key, gene_ids, indptr, cell_ordinals, seed, keep_gene, top_k, out_indptr, out):
-    n_rows = indptr.shape[0] - 1
-    all_ones = np.uint64(0xFFFFFFFF)
-    for row in numba.prange(n_rows):
+    for row in numba.prange(indptr.shape[0] - 1):
         start, stop = indptr[row], indptr[row + 1]
-        cell_salt = _mix64(seed + _GOLDEN * (cell_ordinals[row] + np.uint64(1)))
-        keys = np.empty(stop - start, np.uint64)
+        keys = np.empty(stop - start, np.uint32)
         ids = np.empty(stop - start, np.int32)
         n = 0
         for j in range(start, stop):
-            gene = gene_ids[j]
-            if value_key[j] == 0 or not keep_gene[gene]:
-                continue
-            tie_break = _mix64(cell_salt ^ (np.uint64(gene) * _GOLDEN)) >> np.uint64(32)
-            keys[n] = ((all_ones - np.uint64(value_key[j])) << np.uint64(32)) | tie_break
-            ids[n] = gene
-            n += 1
-        order = np.argsort(keys[:n])
+            if value_key[j] != 0 and keep_gene[gene_ids[j]]:
+                keys[n] = value_key[j]
+                ids[n] = gene_ids[j]
+                n += 1
+        keys, ids = _radix_sort_descending(keys[:n], ids[:n])
+        _shuffle_ties(keys, ids, _mix64(seed + _GOLDEN * (cell_ordinals[row] + np.uint64(1))))
         first = out_indptr[row]
         for j in range(min(n, top_k)):
-            out[first + j] = ids[order[j]]
+            out[first + j] = ids[j]
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
 def _count_kept(value_key, gene_ids, indptr, keep_gene, top_k, counts):
     for row in numba.prange(indptr.shape[0] - 1):
         n = 0
@@ -111,7 +155,17 @@ def rank_genes(
     return out, out_indptr
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, parallel=True, nogil=True)
+def _sentence_bytes(gene_ids, indptr, symbol_lengths, row_bytes):
+    for row in numba.prange(indptr.shape[0] - 1):
+        start, stop = indptr[row], indptr[row + 1]
+        total = max(stop - start - 1, 0)  # one space between words
+        for j in range(start, stop):
+            total += symbol_lengths[gene_ids[j]]
+        row_bytes[row] = total
+
+
+@numba.njit(cache=True, parallel=True, nogil=True)
 def _fill_text(gene_ids, indptr, symbol_bytes, symbol_offsets, text_offsets, text):
     space = np.uint8(32)
     for row in numba.prange(indptr.shape[0] - 1):
@@ -120,10 +174,22 @@ def _fill_text(gene_ids, indptr, symbol_bytes, symbol_offsets, text_offsets, tex
             if j > indptr[row]:
                 text[pos] = space
                 pos += 1
-            gene = gene_ids[j]
-            for b in range(symbol_offsets[gene], symbol_offsets[gene + 1]):
-                text[pos] = symbol_bytes[b]
-                pos += 1
+            first, stop = symbol_offsets[gene_ids[j]], symbol_offsets[gene_ids[j] + 1]
+            text[pos : pos + stop - first] = symbol_bytes[first:stop]
+            pos += stop - first
+
+
+@numba.njit(cache=True, parallel=True, nogil=True)
+def count_expressed(values, indptr) -> np.ndarray:
+    """[rows] number of stored values > 0 in each CSR row."""
+    counts = np.empty(indptr.shape[0] - 1, np.int64)
+    for row in numba.prange(indptr.shape[0] - 1):
+        n = 0
+        for j in range(indptr[row], indptr[row + 1]):
+            if values[j] > 0:
+                n += 1
+        counts[row] = n
+    return counts
 
 
 class SentenceWriter:
@@ -144,11 +210,8 @@ class SentenceWriter:
         self, gene_ids: np.ndarray, indptr: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """(utf8 bytes [total], offsets [cells + 1] int64) of the sentences of each cell."""
-        cumulative = np.zeros(len(gene_ids) + 1, np.int64)
-        np.cumsum(self._lengths[gene_ids], out=cumulative[1:])
-        word_bytes = cumulative[indptr[1:]] - cumulative[indptr[:-1]]
-        n_words = np.diff(indptr)
-        row_bytes = np.where(n_words > 0, word_bytes + n_words - 1, 0)
+        row_bytes = np.empty(len(indptr) - 1, np.int64)
+        _sentence_bytes(gene_ids, indptr, self._lengths, row_bytes)
         offsets = np.zeros(len(indptr), np.int64)
         np.cumsum(row_bytes, out=offsets[1:])
         text = np.empty(offsets[-1], np.uint8)

@@ -6,6 +6,7 @@ normalization target and the inverse fit. Both files are written atomically, tab
 so a metadata file always describes a complete table.
 """
 
+import concurrent.futures
 import dataclasses
 import json
 import os
@@ -67,18 +68,9 @@ def write_sentences(
         raise InputError(f"{output}: the output must be a .parquet file")
     began = time.perf_counter()
     stream = SentenceStream(inputs, options, obs_keys, progress)
-    with atomic_path(output) as tmp:
-        writer = None
+    with atomic_path(output) as tmp, _BackgroundWriter(tmp, obs_keys) as writer:
         for chunk in stream:
-            table = _chunk_table(chunk)
-            if writer is None:
-                # Sentences and names are unique per cell: dictionary encoding only costs time.
-                writer = pq.ParquetWriter(
-                    tmp, table.schema, compression="zstd", use_dictionary=list(obs_keys)
-                )
-            writer.write_table(table.cast(writer.schema))
-        if writer is not None:
-            writer.close()
+            writer.write(_chunk_table(chunk))
         if stream.stats.n_cells_out == 0:
             raise InputError(
                 "no cells to write: no cell of the inputs has an expressed gene that passes "
@@ -100,6 +92,51 @@ def write_sentences(
     return WriteSummary(
         output, metadata_path(output), stream.stats.n_cells_out, time.perf_counter() - began, meta
     )
+
+
+class _BackgroundWriter:
+    """Writes row groups on a second thread while the next chunk is being ranked.
+
+    Compressing and writing a row group takes about as long as ranking it, and neither
+    holds the GIL for long, so overlapping them nearly halves the wall time. At most one
+    write is in flight, which keeps memory at two chunks.
+    """
+
+    def __init__(self, path: Path, obs_keys: Sequence[str]):
+        self._path = path
+        self._dictionary_columns = list(obs_keys)
+        self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+        self._writer: pq.ParquetWriter | None = None
+        self._pending: concurrent.futures.Future | None = None
+
+    def __enter__(self) -> "_BackgroundWriter":
+        return self
+
+    def write(self, table: pa.Table) -> None:
+        """Queues one row group, after the previous one has been written."""
+        if self._writer is None:
+            # Sentences and names are unique per cell: dictionary encoding only costs time.
+            self._writer = pq.ParquetWriter(
+                self._path,
+                table.schema,
+                compression="zstd",
+                use_dictionary=self._dictionary_columns,
+            )
+        self._wait()
+        self._pending = self._pool.submit(self._writer.write_table, table.cast(self._writer.schema))
+
+    def _wait(self) -> None:
+        if self._pending is not None:
+            self._pending.result()
+            self._pending = None
+
+    def __exit__(self, *exc) -> None:
+        try:
+            self._wait()
+        finally:
+            self._pool.shutdown()
+            if self._writer is not None:
+                self._writer.close()
 
 
 def _chunk_table(chunk: SentenceChunk) -> pa.Table:

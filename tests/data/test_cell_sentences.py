@@ -41,10 +41,10 @@ def test_seed_changes_only_the_order_within_ties(small_counts):
 def test_tie_break_is_uniform():
     # One cell whose 4 genes all tie: over many seeds each gene leads about 1/4 of the time.
     adata = make_counts(n_cells=1, n_genes=4, density=1.0, max_count=1)
-    leaders = [cell_sentences(adata, seed=s).genes(0)[0] for s in range(800)]
+    leaders = [cell_sentences(adata, seed=s).genes(0)[0] for s in range(400)]
     _, counts = np.unique(leaders, return_counts=True)
     assert len(counts) == 4
-    assert counts.min() > 150 and counts.max() < 250  # expected 200 each, sd ~12
+    assert counts.min() > 65 and counts.max() < 135  # expected 100 each, sd ~8.7
 
 
 def test_only_expressed_genes_and_descending(small_counts):

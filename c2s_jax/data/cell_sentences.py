@@ -160,6 +160,38 @@ class _FitSample:
         self.values = [values_all[i] for i in keep]
 
 
+class _CountsMedian:
+    """Exact median of per-cell total counts in memory bounded by the largest total.
+
+    Totals of counts are whole numbers, so a histogram over them gives the median without
+    keeping one number per cell (an atlas has tens of millions of cells). Totals above
+    2**24 counts, far beyond any real cell, share the last bin.
+    """
+
+    _LAST_BIN = 2**24
+
+    def __init__(self):
+        self._histogram = np.zeros(0, np.int64)
+
+    def add(self, totals: np.ndarray) -> None:
+        """Counts per-cell totals (whole numbers > 0)."""
+        bins = np.minimum(np.rint(totals), self._LAST_BIN).astype(np.int64)
+        counts = np.bincount(bins)
+        if len(counts) > len(self._histogram):
+            self._histogram = np.pad(self._histogram, (0, len(counts) - len(self._histogram)))
+        self._histogram[: len(counts)] += counts
+
+    def median(self) -> float:
+        """The median total (mean of the two middle ones for an even count); 1 if none."""
+        cumulative = np.cumsum(self._histogram)
+        n = int(cumulative[-1]) if len(cumulative) else 0
+        if n == 0:
+            return 1.0
+        low = np.searchsorted(cumulative, (n - 1) // 2 + 1)
+        high = np.searchsorted(cumulative, n // 2 + 1)
+        return (low + high) / 2.0
+
+
 class SentenceStream:
     """Streams one or more inputs as ranked sentence chunks, and gathers what the whole
     run knows only at its end: vocabulary, statistics, normalization target and the
@@ -193,7 +225,7 @@ class SentenceStream:
         self.progress = progress
         self.stats = SentenceStats()
         self.vocabulary = GeneVocabulary((), ())
-        self._totals: list[np.ndarray] = []
+        self._totals = _CountsMedian()
         self._fit_sample = _FitSample(options.fit_cells, options.seed)
 
     def __iter__(self) -> Iterator[SentenceChunk]:
@@ -205,9 +237,7 @@ class SentenceStream:
         """The normalize_total target: the option, or the median kept-cell total (scanpy)."""
         if self.options.target_sum is not None:
             return float(self.options.target_sum)
-        totals = np.concatenate(self._totals) if self._totals else np.zeros(0)
-        totals = totals[totals > 0]
-        return float(np.median(totals)) if totals.size else 1.0
+        return self._totals.median()
 
     def inverse_fit(self) -> inverse.InverseFit:
         """Fits expression ~ a + b*log10(1+rank) on the sampled cells (after iteration)."""
@@ -227,7 +257,7 @@ class SentenceStream:
                 "may be transposed (cells must be rows)",
                 stacklevel=2,
             )
-        obs = src.obs_columns(self.obs_keys)
+        src.check_obs_columns(self.obs_keys)
         symbols = gene_symbols(src.var, src.where, opts.gene_symbols_key, opts.duplicates)
         stats = SentenceStats(n_cells_in=src.n_cells, n_genes_in=src.n_genes)
         keep_gene = self._kept_genes(src, symbols)
@@ -263,15 +293,16 @@ class SentenceStream:
                 gene_ids, indptr = _drop_empty(gene_ids, indptr, nonempty)
             cell_counts += np.bincount(kept.indices, minlength=len(cell_counts))
             totals = np.asarray(kept.sum(axis=1)).ravel()
-            self._totals.append(totals)
+            if not normalized_input:
+                self._totals.add(totals)
             self._fit_sample.offer(kept, totals, salt | (start + rows).astype(np.uint64))
             stats.n_cells_out += len(rows)
             bar.update(block.shape[0])
             yield SentenceChunk(
                 gene_ids=gene_ids,
                 indptr=indptr,
-                cell_names=np.asarray(src.obs.index[start + rows]).astype(str),
-                obs=obs.iloc[start + rows],
+                cell_names=src.obs.names(start + rows),
+                obs=src.obs.frame(self.obs_keys, start + rows),
                 symbols=symbols.symbols,
             )
         bar.close()
@@ -397,7 +428,7 @@ def cell_sentences(
         gene_ids=np.concatenate([c.gene_ids for c in chunks]) if chunks else np.zeros(0, np.int32),
         indptr=indptr,
         cell_names=np.concatenate([c.cell_names for c in chunks]) if chunks else np.zeros(0, str),
-        obs=pd.concat([c.obs for c in chunks]) if chunks else pd.DataFrame(),
+        obs=pd.concat([c.obs for c in chunks], ignore_index=True) if chunks else pd.DataFrame(),
         vocabulary=stream.vocabulary,
         stats=stream.stats,
         fit=stream.inverse_fit(),

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from c2s_jax.data.obs_table import DiskObsTable, ObsTable
 from c2s_jax.errors import InputError
 
 
@@ -53,13 +54,15 @@ class ExpressionSource:
         if isinstance(data, anndata.AnnData):
             self.name = "AnnData"
             self._matrix, self.var = _in_memory_matrix(data, choice)
-            self.obs = data.obs
+            self.obs = ObsTable(data.obs)
         else:
             path = Path(data)
             self.name = str(path)
             self._file = _open_h5ad(path)
             self._matrix, self.var = _on_disk_matrix(self._file, path, choice)
-            self.obs = _read_table(self._file, "obs", path)
+            if "obs" not in self._file:
+                raise InputError(f"{path}: no 'obs' table; is this an AnnData .h5ad file?")
+            self.obs = DiskObsTable(self._file["obs"])
         self.n_cells, self.n_genes = (int(n) for n in self._matrix.shape)
         if len(self.obs) != self.n_cells or len(self.var) != self.n_genes:
             raise InputError(
@@ -84,15 +87,14 @@ class ExpressionSource:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def obs_columns(self, columns: list[str]) -> pd.DataFrame:
-        """The named obs columns; an unknown name raises an error listing the known ones."""
+    def check_obs_columns(self, columns: list[str]) -> None:
+        """Raises an error listing the known columns if any of `columns` is not in obs."""
         missing = [c for c in columns if c not in self.obs.columns]
         if missing:
             raise InputError(
                 f"{self.name}: obs has no column {missing} (available: "
-                f"{', '.join(map(str, self.obs.columns)) or 'none'})"
+                f"{', '.join(self.obs.columns) or 'none'})"
             )
-        return self.obs[columns]
 
     def chunks(self, chunk_size: int) -> Iterator[tuple[int, sp.csr_matrix]]:
         """Yields (first_row, csr [rows, genes]) for consecutive row blocks.
@@ -123,7 +125,7 @@ class ExpressionSource:
         ):
             if bad.any():
                 first = int(np.searchsorted(block.indptr, np.flatnonzero(bad)[0], side="right")) - 1
-                cell = self.obs.index[start + first]
+                cell = self.obs.names(np.array([start + first]))[0]
                 raise InputError(f"{self.where} has {what} (first in cell {cell!r}): {hint}")
 
 

@@ -162,3 +162,15 @@ def test_stream_chunks_are_bounded(pbmc_counts):
     stream = SentenceStream([pbmc_counts], SentenceOptions(chunk_size=128), progress=False)
     sizes = [len(c.cell_names) for c in stream]
     assert max(sizes) <= 128 and sum(sizes) == 700
+
+
+def test_median_target_from_the_histogram_equals_numpy():
+    from c2s_jax.data.cell_sentences import _CountsMedian
+
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 7, 1000):
+        totals = rng.integers(1, 5000, n).astype(np.float32)
+        median = _CountsMedian()
+        median.add(totals[: n // 2])
+        median.add(totals[n // 2 :])
+        assert median.median() == np.median(totals)

@@ -10,6 +10,7 @@ Bad input ends with one line naming the file or field and what to do (exit statu
 import argparse
 import logging
 import sys
+import warnings
 
 from c2s_jax.data.cell_sentences import SentenceOptions
 from c2s_jax.data.gene_symbols import DUPLICATE_POLICIES
@@ -90,8 +91,9 @@ def _run_sentences(args: argparse.Namespace) -> None:
         f"wrote {summary.n_cells} cell sentences to {summary.table} "
         f"({summary.n_cells / max(summary.seconds, 1e-9):,.0f} cells/s); "
         f"skipped {stats['n_cells_empty']} empty and {stats['n_cells_below_min_genes']} "
-        f"small cells; inverse fit R2 {fit['r2']:.3f}, Pearson {fit['pearson']:.3f} "
-        f"-> {summary.metadata}"
+        f"small cells\ninverse fit: expression = {fit['intercept']:.4f} {fit['slope']:+.4f} * "
+        f"log10(1 + rank); R2 {fit['r2']:.3f}, Pearson {fit['pearson']:.3f}, Spearman "
+        f"{fit['spearman']:.3f} -> {summary.metadata}"
     )
 
 
@@ -119,9 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # Users need the message, not the library line that raised it.
+    print(f"c2s: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `c2s` and `python -m c2s_jax`; returns the exit status."""
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _show_warning
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -14,6 +14,7 @@ import warnings
 
 from c2s_jax.data.cell_sentences import SentenceOptions
 from c2s_jax.data.gene_symbols import DUPLICATE_POLICIES
+from c2s_jax.data.sentence_files import COMPRESSIONS, write_sentences
 from c2s_jax.errors import InputError
 
 
@@ -62,13 +63,17 @@ def _add_sentences(sub: argparse._SubParsersAction) -> None:
         help="normalize_total target (default: median counts per cell)",
     )
     p.add_argument("--chunk-size", type=int, default=4096, help="cells per chunk (memory bound)")
+    p.add_argument(
+        "--compression",
+        choices=COMPRESSIONS,
+        default="zstd",
+        help="Parquet codec (default zstd: smallest; lz4: fastest to write)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(run=_run_sentences)
 
 
 def _run_sentences(args: argparse.Namespace) -> None:
-    from c2s_jax.data.sentence_files import write_sentences
-
     if len(args.paths) < 2:
         raise InputError("give at least one input .h5ad and then OUTPUT.parquet")
     *inputs, output = args.paths
@@ -85,7 +90,9 @@ def _run_sentences(args: argparse.Namespace) -> None:
         target_sum=args.target_sum,
         chunk_size=args.chunk_size,
     )
-    summary = write_sentences(inputs, output, options, args.obs, progress=not args.no_progress)
+    summary = write_sentences(
+        inputs, output, options, args.obs, not args.no_progress, args.compression
+    )
     stats, fit = summary.meta["stats"], summary.meta["inverse_fit"]
     print(
         f"wrote {summary.n_cells} cell sentences to {summary.table} "

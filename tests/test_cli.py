@@ -49,6 +49,19 @@ def test_sentences_writes_table_and_metadata(pbmc_file, pbmc_counts, tmp_path, c
     assert "wrote 700 cell sentences" in capsys.readouterr().out
 
 
+def test_compression_choice_reads_back_the_same(pbmc_file, tmp_path):
+    for codec in ("lz4", "none"):
+        out = tmp_path / f"{codec}.parquet"
+        assert (
+            main(["sentences", str(pbmc_file), str(out), "--compression", codec, "--no-progress"])
+            == 0
+        )
+        meta = pq.ParquetFile(out).metadata.row_group(0).column(1)
+        assert meta.compression == {"lz4": "LZ4", "none": "UNCOMPRESSED"}[codec]
+    lz4 = pq.read_table(tmp_path / "lz4.parquet").column("cell_sentence")
+    assert lz4.equals(pq.read_table(tmp_path / "none.parquet").column("cell_sentence"))
+
+
 def test_bad_input_is_one_line_and_exit_status_2(tmp_path, pbmc_file, capsys):
     assert main(["sentences", str(tmp_path / "missing.h5ad"), str(tmp_path / "o.parquet")]) == 2
     err = capsys.readouterr().err

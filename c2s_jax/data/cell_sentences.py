@@ -144,8 +144,12 @@ class _FitSample:
     def offer(self, kept: sp.csr_matrix, totals: np.ndarray, ordinals: np.ndarray) -> None:
         """Considers the rows of a chunk; keeps each row's positive values sorted descending."""
         hashes = _hash_unit(ordinals, self.seed)
-        threshold = np.sort(self.hashes)[self.size - 1] if len(self.hashes) >= self.size else 1.0
-        rows = np.flatnonzero(hashes < threshold)
+        pooled = np.concatenate([self.hashes, hashes])
+        # Only rows that make the pooled bottom-k are sorted, so a chunk costs ~k sorts at most.
+        threshold = (
+            np.partition(pooled, self.size - 1)[self.size - 1] if len(pooled) > self.size else 1.0
+        )
+        rows = np.flatnonzero(hashes <= threshold)
         if rows.size == 0:
             return
         new_values = []
@@ -262,6 +266,7 @@ class SentenceStream:
         stats = SentenceStats(n_cells_in=src.n_cells, n_genes_in=src.n_genes)
         keep_gene = self._kept_genes(src, symbols)
         stats.n_genes_kept = int(keep_gene.sum())
+        every_gene_kept = stats.n_genes_kept == len(keep_gene)
         cell_counts = np.zeros(len(symbols.symbols), np.int64)
         salt = np.uint64(file_index) << np.uint64(_FILE_SALT_SHIFT)
         normalized_input: bool | None = None
@@ -282,7 +287,9 @@ class SentenceStream:
             stats.n_cells_empty += int((expressed == 0).sum())
             stats.n_cells_below_min_genes += int(((expressed > 0) & ~passes).sum())
             rows = np.flatnonzero(passes)
-            kept = _gene_filtered(block[rows], keep_gene)
+            kept = block if len(rows) == block.shape[0] else block[rows]
+            if not (every_gene_kept and expressed.sum() == block.nnz):
+                kept = _gene_filtered(kept, keep_gene)
             gene_ids, indptr = rank_genes(
                 kept, salt | (start + rows).astype(np.uint64), opts.seed, keep_gene, opts.top_k
             )
@@ -333,10 +340,8 @@ class SentenceStream:
 
 
 def _gene_filtered(block: sp.csr_matrix, keep_gene: np.ndarray) -> sp.csr_matrix:
-    """Zeroes out and removes the columns of dropped genes (and explicit zeros)."""
+    """Removes the entries of dropped genes and explicit zeros."""
     keep = keep_gene[block.indices] & (block.data > 0)
-    if keep.all():
-        return block
     counts = np.concatenate([[0], np.cumsum(keep)])
     indptr = counts[block.indptr]
     return sp.csr_matrix((block.data[keep], block.indices[keep], indptr), shape=block.shape)

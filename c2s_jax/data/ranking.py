@@ -28,79 +28,98 @@ def _mix64(z):
     return z ^ (z >> np.uint64(31))
 
 
+# The kernels index with unsigned integers on purpose: numba checks every signed index for
+# negative (wrap-around) values, which made these byte- and key-shuffling loops ~5x slower.
+_ONE = np.uint64(1)
+_ZERO = np.uint64(0)
+
+
 @numba.njit(cache=True, inline="always")
-def _radix_sort_descending(keys, ids):
-    """Stable sort of `ids` by descending `keys` (uint32); returns (keys, ids) sorted."""
-    n = keys.shape[0]
+def _radix_sort_descending(keys, ids, n):
+    """Stable sort of ids[:n] by descending keys[:n] (uint32); returns (keys, ids) sorted."""
     for j in range(n):
         keys[j] = np.uint32(0xFFFFFFFF) - keys[j]  # ascending order of this = descending keys
     spare_keys = np.empty_like(keys)
     spare_ids = np.empty_like(ids)
-    histogram = np.empty(_DIGIT_MASK + 1, np.int64)
+    histogram = np.empty(_DIGIT_MASK + 1, np.uint64)
+    mask = np.uint32(_DIGIT_MASK)
     for shift in range(0, 32, _DIGIT_BITS):
+        shift_u = np.uint32(shift)
         histogram[:] = 0
-        for j in range(n):
-            histogram[(keys[j] >> shift) & _DIGIT_MASK] += 1
+        j = _ZERO
+        while j < n:
+            histogram[(keys[j] >> shift_u) & mask] += _ONE
+            j += _ONE
         if histogram.max() == n:
             continue  # every key has this digit: the pass would not move anything
-        start = 0
+        start = _ZERO
         for digit in range(_DIGIT_MASK + 1):
             count = histogram[digit]
             histogram[digit] = start
             start += count
-        for j in range(n):
-            digit = (keys[j] >> shift) & _DIGIT_MASK
+        j = _ZERO
+        while j < n:
+            digit = (keys[j] >> shift_u) & mask
             slot = histogram[digit]
-            histogram[digit] = slot + 1
+            histogram[digit] = slot + _ONE
             spare_keys[slot] = keys[j]
             spare_ids[slot] = ids[j]
+            j += _ONE
         keys, spare_keys = spare_keys, keys
         ids, spare_ids = spare_ids, ids
     return keys, ids
 
 
 @numba.njit(cache=True, inline="always")
-def _shuffle_ties(keys, ids, cell_salt):
+def _shuffle_ties(keys, ids, n, cell_salt):
     """Fisher-Yates shuffle of each run of equal keys, from hashed random numbers."""
-    n = keys.shape[0]
-    first = 0
+    first = _ZERO
     while first < n:
-        stop = first + 1
+        stop = first + _ONE
         while stop < n and keys[stop] == keys[first]:
-            stop += 1
-        for i in range(stop - first - 1, 0, -1):
-            draw = _mix64(cell_salt ^ (np.uint64(first) * _GOLDEN + np.uint64(i)))
-            j = first + draw % np.uint64(i + 1)
+            stop += _ONE
+        i = stop - first - _ONE
+        while i > _ZERO:
+            draw = _mix64(cell_salt ^ (first * _GOLDEN + i))
+            j = first + draw % (i + _ONE)
             ids[first + i], ids[j] = ids[j], ids[first + i]
+            i -= _ONE
         first = stop
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
 def _rank_rows(value_key, gene_ids, indptr, cell_ordinals, seed, keep_gene, top_k, out_indptr, out):
     for row in numba.prange(indptr.shape[0] - 1):
-        start, stop = indptr[row], indptr[row + 1]
+        start, stop = np.uint64(indptr[row]), np.uint64(indptr[row + 1])
         keys = np.empty(stop - start, np.uint32)
         ids = np.empty(stop - start, np.int32)
-        n = 0
-        for j in range(start, stop):
-            if value_key[j] != 0 and keep_gene[gene_ids[j]]:
+        n = _ZERO
+        j = start
+        while j < stop:
+            if value_key[j] != 0 and keep_gene[np.uint64(gene_ids[j])]:
                 keys[n] = value_key[j]
                 ids[n] = gene_ids[j]
-                n += 1
-        keys, ids = _radix_sort_descending(keys[:n], ids[:n])
-        _shuffle_ties(keys, ids, _mix64(seed + _GOLDEN * (cell_ordinals[row] + np.uint64(1))))
-        first = out_indptr[row]
-        for j in range(min(n, top_k)):
+                n += _ONE
+            j += _ONE
+        keys, ids = _radix_sort_descending(keys, ids, n)
+        _shuffle_ties(keys, ids, n, _mix64(seed + _GOLDEN * (cell_ordinals[row] + _ONE)))
+        first = np.uint64(out_indptr[row])
+        kept = min(n, np.uint64(top_k))
+        j = _ZERO
+        while j < kept:
             out[first + j] = ids[j]
+            j += _ONE
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
 def _count_kept(value_key, gene_ids, indptr, keep_gene, top_k, counts):
     for row in numba.prange(indptr.shape[0] - 1):
         n = 0
-        for j in range(indptr[row], indptr[row + 1]):
-            if value_key[j] != 0 and keep_gene[gene_ids[j]]:
+        j, stop = np.uint64(indptr[row]), np.uint64(indptr[row + 1])
+        while j < stop:
+            if value_key[j] != 0 and keep_gene[np.uint64(gene_ids[j])]:
                 n += 1
+            j += _ONE
         counts[row] = min(n, top_k)
 
 
@@ -158,10 +177,11 @@ def rank_genes(
 @numba.njit(cache=True, parallel=True, nogil=True)
 def _sentence_bytes(gene_ids, indptr, symbol_lengths, row_bytes):
     for row in numba.prange(indptr.shape[0] - 1):
-        start, stop = indptr[row], indptr[row + 1]
-        total = max(stop - start - 1, 0)  # one space between words
-        for j in range(start, stop):
-            total += symbol_lengths[gene_ids[j]]
+        j, stop = np.uint64(indptr[row]), np.uint64(indptr[row + 1])
+        total = max(np.int64(stop - j) - 1, 0)  # one space between words
+        while j < stop:
+            total += symbol_lengths[np.uint64(gene_ids[j])]
+            j += _ONE
         row_bytes[row] = total
 
 
@@ -169,14 +189,19 @@ def _sentence_bytes(gene_ids, indptr, symbol_lengths, row_bytes):
 def _fill_text(gene_ids, indptr, symbol_bytes, symbol_offsets, text_offsets, text):
     space = np.uint8(32)
     for row in numba.prange(indptr.shape[0] - 1):
-        pos = text_offsets[row]
-        for j in range(indptr[row], indptr[row + 1]):
-            if j > indptr[row]:
+        pos = np.uint64(text_offsets[row])
+        j, stop = np.uint64(indptr[row]), np.uint64(indptr[row + 1])
+        while j < stop:
+            if j > np.uint64(indptr[row]):
                 text[pos] = space
-                pos += 1
-            first, stop = symbol_offsets[gene_ids[j]], symbol_offsets[gene_ids[j] + 1]
-            text[pos : pos + stop - first] = symbol_bytes[first:stop]
-            pos += stop - first
+                pos += _ONE
+            gene = np.uint64(gene_ids[j])
+            byte, end = np.uint64(symbol_offsets[gene]), np.uint64(symbol_offsets[gene + _ONE])
+            while byte < end:
+                text[pos] = symbol_bytes[byte]
+                pos += _ONE
+                byte += _ONE
+            j += _ONE
 
 
 @numba.njit(cache=True, parallel=True, nogil=True)
@@ -185,9 +210,11 @@ def count_expressed(values, indptr) -> np.ndarray:
     counts = np.empty(indptr.shape[0] - 1, np.int64)
     for row in numba.prange(indptr.shape[0] - 1):
         n = 0
-        for j in range(indptr[row], indptr[row + 1]):
+        j, stop = np.uint64(indptr[row]), np.uint64(indptr[row + 1])
+        while j < stop:
             if values[j] > 0:
                 n += 1
+            j += _ONE
         counts[row] = n
     return counts
 

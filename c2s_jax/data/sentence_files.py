@@ -25,6 +25,8 @@ from c2s_jax.data.ranking import SentenceWriter
 from c2s_jax.errors import InputError
 
 METADATA_VERSION = 1
+# zstd makes the smallest tables; lz4 writes ~1.5x faster at ~1.5x the size.
+COMPRESSIONS = ("zstd", "lz4", "snappy", "none")
 
 
 def metadata_path(table_path: str | os.PathLike) -> Path:
@@ -50,6 +52,7 @@ def write_sentences(
     options: SentenceOptions | None = None,
     obs_keys: Sequence[str] = (),
     progress: bool = True,
+    compression: str = "zstd",
 ) -> WriteSummary:
     """Streams inputs into a Parquet table of cell sentences and its metadata.
 
@@ -61,14 +64,17 @@ def write_sentences(
       options: see `SentenceOptions`.
       obs_keys: obs columns copied into the table.
       progress: show a progress bar.
+      compression: Parquet codec, one of `COMPRESSIONS`.
     """
     output = Path(output)
     options = options or SentenceOptions()
     if output.suffix != ".parquet":
         raise InputError(f"{output}: the output must be a .parquet file")
+    if compression not in COMPRESSIONS:
+        raise InputError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
     began = time.perf_counter()
     stream = SentenceStream(inputs, options, obs_keys, progress)
-    with atomic_path(output) as tmp, _BackgroundWriter(tmp, obs_keys) as writer:
+    with atomic_path(output) as tmp, _BackgroundWriter(tmp, obs_keys, compression) as writer:
         for chunk in stream:
             writer.write(_chunk_table(chunk))
         if stream.stats.n_cells_out == 0:
@@ -102,8 +108,9 @@ class _BackgroundWriter:
     write is in flight, which keeps memory at two chunks.
     """
 
-    def __init__(self, path: Path, obs_keys: Sequence[str]):
+    def __init__(self, path: Path, obs_keys: Sequence[str], compression: str):
         self._path = path
+        self._compression = compression
         self._dictionary_columns = list(obs_keys)
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
         self._writer: pq.ParquetWriter | None = None
@@ -119,7 +126,7 @@ class _BackgroundWriter:
             self._writer = pq.ParquetWriter(
                 self._path,
                 table.schema,
-                compression="zstd",
+                compression=self._compression,
                 use_dictionary=self._dictionary_columns,
             )
         self._wait()

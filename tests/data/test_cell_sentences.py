@@ -174,3 +174,11 @@ def test_median_target_from_the_histogram_equals_numpy():
         median.add(totals[: n // 2])
         median.add(totals[n // 2 :])
         assert median.median() == np.median(totals)
+
+
+def test_fit_sample_is_independent_of_chunking(pbmc_counts):
+    fits = {cell_sentences(pbmc_counts, fit_cells=50, chunk_size=c).fit for c in (7, 64, 700)}
+    assert len(fits) == 1
+    (fit,) = fits
+    assert fit.n_cells == 50
+    assert fit != cell_sentences(pbmc_counts, fit_cells=50, seed=1).fit  # the seed draws it

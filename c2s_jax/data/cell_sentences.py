@@ -299,7 +299,12 @@ class SentenceStream:
                 rows, kept = rows[nonempty], kept[nonempty]
                 gene_ids, indptr = _drop_empty(gene_ids, indptr, nonempty)
             cell_counts += np.bincount(kept.indices, minlength=len(cell_counts))
-            totals = np.asarray(kept.sum(axis=1)).ravel()
+            # Every kept row has entries here, so reduceat's segments are all non-empty.
+            totals = (
+                np.add.reduceat(kept.data, kept.indptr[:-1], dtype=np.float64)
+                if len(rows)
+                else np.zeros(0)
+            )
             if not normalized_input:
                 self._totals.add(totals)
             self._fit_sample.offer(kept, totals, salt | (start + rows).astype(np.uint64))

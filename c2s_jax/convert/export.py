@@ -1,0 +1,58 @@
+"""Our model -> HF safetensors checkpoint directory that transformers loads."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from c2s_jax.convert import families
+from c2s_jax.convert.safetensors_io import write_checkpoint
+from c2s_jax.models import registry
+
+
+def export_hf(
+    model: registry.Model,
+    out_dir: str | os.PathLike,
+    *,
+    dtype: str | None = None,
+    max_shard_bytes: int = 4 * 2**30,
+) -> Path:
+    """Writes ``model`` as a HF checkpoint (config.json + safetensors) into ``out_dir``.
+
+    Args:
+      model: a Gemma-2 or Pythia model (parameters may be sharded; they are gathered one
+        tensor, or one layer of a stacked tensor, at a time).
+      out_dir: created if missing.
+      dtype: storage dtype (``"float32"``, ``"bfloat16"``, ...); default the parameter dtype.
+        Exporting in the dtype the checkpoint was loaded from reproduces it bit for bit.
+      max_shard_bytes: split into ``model-0000i-of-0000n.safetensors`` files above this size.
+
+    Returns:
+      ``out_dir`` as a Path.
+    """
+    cfg = model.config
+    family = families.for_config(cfg)
+    dtype = dtype or cfg.param_dtype
+    np_dtype = jnp.dtype(dtype)
+    params = {
+        "/".join(map(str, p)): v.get_value()
+        for p, v in nnx.to_flat_state(nnx.state(model, nnx.Param))
+    }
+
+    def host(path: str, layer: int | None) -> np.ndarray:
+        value = params[path] if layer is None else params[path][layer]
+        return np.asarray(jax.device_get(value))
+
+    def tensors() -> Iterator[tuple[str, np.ndarray]]:
+        for rule in family.tensor_rules(cfg):
+            for layer in range(cfg.num_layers) if rule.per_layer else [None]:
+                parts = [host(path, layer) for path in rule.ours]
+                yield rule.hf_key(layer), rule.to_hf(*parts).astype(np_dtype)
+
+    return write_checkpoint(out_dir, family.config_to_hf(cfg, dtype), tensors(), max_shard_bytes)

@@ -1,0 +1,395 @@
+"""Building blocks shared by the decoder families: norms, rotary embeddings, masked
+attention over a KV cache, feed-forward layers, and the scanned stack of layers.
+
+Shape letters: B batch, T query length, S key length (the cache length when decoding),
+D d_model, N query heads, K key/value heads, G query heads per key/value head, H head_dim,
+F feed-forward width, V vocabulary, L layers.
+
+Every parameter carries logical axis names (``embed``, ``mlp``, ``heads``, ``kv_heads``,
+``head_dim``, ``vocab``, plus ``layers`` on the scanned stack). They are metadata only:
+creating a model never needs a mesh, and whoever places the parameters maps the names to
+mesh axes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+Initializer = Callable[..., jax.Array]
+
+# A finite stand-in for -inf: a query whose keys are all masked (padding) then gets a
+# uniform softmax instead of NaNs that would poison gradients through the whole batch.
+_MASKED_LOGIT = float(jnp.finfo(jnp.float32).min)
+
+REMAT_POLICIES: dict[str, Callable[..., bool] | None] = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+def param(
+    rngs: nnx.Rngs,
+    init: Initializer,
+    shape: tuple[int, ...],
+    axes: tuple[str, ...],
+    dtype: jnp.dtype,
+) -> nnx.Param:
+    """A parameter of ``shape`` initialised by ``init`` and tagged with logical ``axes``."""
+    # eager_sharding=False keeps the names as metadata so the model builds without a mesh.
+    return nnx.Param(init(rngs.params(), shape, dtype), out_sharding=axes, eager_sharding=False)
+
+
+def softcap(x: jax.Array, cap: float | None) -> jax.Array:
+    """``cap * tanh(x / cap)``: bounds ``x`` to (-cap, cap); identity when ``cap`` is None."""
+    if cap is None:
+        return x
+    return cap * jnp.tanh(x / cap)
+
+
+class RMSNorm(nnx.Module):
+    """``x * rsqrt(mean(x^2) + eps) * (1 + scale)``, computed in float32.
+
+    The scale starts at zero, so a fresh norm is a plain RMS normalisation.
+    """
+
+    def __init__(self, dim: int, *, eps: float = 1e-6, param_dtype: jnp.dtype, rngs: nnx.Rngs):
+        self.scale = param(rngs, nnx.initializers.zeros, (dim,), ("embed",), param_dtype)
+        self.eps = eps
+
+    def __call__(self, x_BTD: jax.Array) -> jax.Array:
+        x = x_BTD.astype(jnp.float32)
+        y = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps)
+        return (y * (1.0 + self.scale[...].astype(jnp.float32))).astype(x_BTD.dtype)
+
+
+class LayerNorm(nnx.Module):
+    """LayerNorm with a learned scale and bias, computed in float32."""
+
+    def __init__(self, dim: int, *, eps: float = 1e-5, param_dtype: jnp.dtype, rngs: nnx.Rngs):
+        self.scale = param(rngs, nnx.initializers.ones, (dim,), ("embed",), param_dtype)
+        self.bias = param(rngs, nnx.initializers.zeros, (dim,), ("embed",), param_dtype)
+        self.eps = eps
+
+    def __call__(self, x_BTD: jax.Array) -> jax.Array:
+        x = x_BTD.astype(jnp.float32)
+        mean = jnp.mean(x, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+        y = (x - mean) * jax.lax.rsqrt(var + self.eps)
+        y = y * self.scale[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)
+        return y.astype(x_BTD.dtype)
+
+
+def apply_rope(
+    x_BTNH: jax.Array, positions_BT: jax.Array, *, base: float, rotary_dim: int
+) -> jax.Array:
+    """Rotates the first ``rotary_dim`` features of each head by angle ``position * freq``.
+
+    The rotated block is split in halves (feature i pairs with i + rotary_dim/2), the
+    convention of HF ``rotate_half``; features past ``rotary_dim`` pass through unchanged
+    (GPT-NeoX's partial rotary).
+    """
+    half = rotary_dim // 2
+    inv_freq_R = 1.0 / base ** (jnp.arange(0, rotary_dim, 2, dtype=jnp.float32) / rotary_dim)
+    angle_BTR = positions_BT[..., None].astype(jnp.float32) * inv_freq_R
+    sin_BT1R = jnp.sin(angle_BTR)[:, :, None, :]
+    cos_BT1R = jnp.cos(angle_BTR)[:, :, None, :]
+    x = x_BTNH.astype(jnp.float32)
+    x1, x2, rest = x[..., :half], x[..., half:rotary_dim], x[..., rotary_dim:]
+    rotated = [x1 * cos_BT1R - x2 * sin_BT1R, x2 * cos_BT1R + x1 * sin_BT1R, rest]
+    return jnp.concatenate(rotated, axis=-1).astype(x_BTNH.dtype)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class KVCache:
+    """Keys and values of every layer for ``S`` slots, plus where each slot sits.
+
+    Slots ``[0, end)`` are filled; empty slots have segment id 0 and so are never
+    attended to by real tokens. Sliding-window layers keep all ``S`` slots and hide the
+    old ones through the mask, so every layer's cache has the same shape and the stack
+    scans. Writing past ``S`` is not detected (XLA clamps the write): size the cache for
+    prompt plus generated tokens.
+    """
+
+    k: jax.Array  # [L, B, S, K, H]
+    v: jax.Array  # [L, B, S, K, H]
+    positions: jax.Array  # [B, S] int32
+    segment_ids: jax.Array  # [B, S] int32, 0 = empty or padding
+    end: jax.Array  # [] int32, number of filled slots
+
+    @classmethod
+    def init(cls, cfg: Any, batch: int, max_len: int, dtype: str | None = None) -> KVCache:
+        """An empty cache of ``max_len`` slots per row for a model config ``cfg`` (any
+        with ``num_layers``, ``num_kv_heads``, ``head_dim``); default dtype: ``cfg.dtype``."""
+        kv_shape = (cfg.num_layers, batch, max_len, cfg.num_kv_heads, cfg.head_dim)
+        kv_dtype = jnp.dtype(dtype or cfg.dtype)
+        return cls(
+            k=jnp.zeros(kv_shape, kv_dtype),
+            v=jnp.zeros(kv_shape, kv_dtype),
+            positions=jnp.zeros((batch, max_len), jnp.int32),
+            segment_ids=jnp.zeros((batch, max_len), jnp.int32),
+            end=jnp.zeros((), jnp.int32),
+        )
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class TokenLayout:
+    """Where the queries and the keys they may see sit: positions and segment ids.
+
+    Without a cache the keys are the queries themselves. ``cache_index`` is the cache slot
+    the first query's key and value are written to.
+    """
+
+    q_positions: jax.Array  # [B, T] int32
+    q_segment_ids: jax.Array  # [B, T] int32
+    k_positions: jax.Array  # [B, S] int32
+    k_segment_ids: jax.Array  # [B, S] int32
+    cache_index: jax.Array  # [] int32
+
+
+def token_layout(
+    B: int,
+    T: int,
+    positions_BT: jax.Array | None,
+    segment_ids_BT: jax.Array | None,
+    cache: KVCache | None,
+) -> tuple[TokenLayout, KVCache | None]:
+    """Fills in default positions/segments and records the new tokens' slots in the cache.
+
+    Defaults: one segment per row (id 1) and positions counting from 0, or from the
+    cache's ``end`` when decoding. Segment id 0 marks padding.
+    """
+    if segment_ids_BT is None:
+        segment_ids_BT = jnp.ones((B, T), jnp.int32)
+    start = jnp.zeros((), jnp.int32) if cache is None else cache.end
+    if positions_BT is None:
+        positions_BT = jnp.broadcast_to(start + jnp.arange(T, dtype=jnp.int32), (B, T))
+    positions_BT = positions_BT.astype(jnp.int32)
+    segment_ids_BT = segment_ids_BT.astype(jnp.int32)
+    if cache is None:
+        return TokenLayout(positions_BT, segment_ids_BT, positions_BT, segment_ids_BT, start), None
+    k_positions_BS = jax.lax.dynamic_update_slice(cache.positions, positions_BT, (0, start))
+    k_segment_ids_BS = jax.lax.dynamic_update_slice(cache.segment_ids, segment_ids_BT, (0, start))
+    layout = TokenLayout(positions_BT, segment_ids_BT, k_positions_BS, k_segment_ids_BS, start)
+    cache = dataclasses.replace(
+        cache, positions=k_positions_BS, segment_ids=k_segment_ids_BS, end=start + T
+    )
+    return layout, cache
+
+
+def attention_mask(layout: TokenLayout, window: jax.Array | int) -> jax.Array:
+    """[B, T, S] bool: same segment, key not after the query, and within ``window``.
+
+    ``window`` <= 0 means global attention; otherwise a query at position p sees keys at
+    positions p - window + 1 .. p.
+    """
+    q_pos_BT1 = layout.q_positions[:, :, None]
+    k_pos_B1S = layout.k_positions[:, None, :]
+    same_segment = layout.q_segment_ids[:, :, None] == layout.k_segment_ids[:, None, :]
+    causal = k_pos_B1S <= q_pos_BT1
+    in_window = (window <= 0) | (q_pos_BT1 - k_pos_B1S < window)
+    return same_segment & causal & in_window
+
+
+class Attention(nnx.Module):
+    """Multi-head attention with grouped key/value heads, rotary positions, an optional
+    logit softcap, sliding windows and segment masks, reading and writing a KV cache.
+
+    The same path serves a full training sequence (no cache) and incremental decoding.
+    """
+
+    def __init__(
+        self,
+        *,
+        d_model: int,
+        num_heads: int,
+        num_kv_heads: int,
+        head_dim: int,
+        query_scale: float,
+        rotary_dim: int,
+        rope_base: float,
+        logit_softcap: float | None,
+        use_bias: bool,
+        init_std: float,
+        dtype: jnp.dtype,
+        param_dtype: jnp.dtype,
+        rngs: nnx.Rngs,
+    ):
+        if num_heads % num_kv_heads:
+            raise ValueError(f"num_heads={num_heads} is not a multiple of {num_kv_heads=}")
+        D, N, K, H = d_model, num_heads, num_kv_heads, head_dim
+        normal = nnx.initializers.normal(init_std)
+        zeros = nnx.initializers.zeros
+        self.wq = param(rngs, normal, (D, N, H), ("embed", "heads", "head_dim"), param_dtype)
+        self.wk = param(rngs, normal, (D, K, H), ("embed", "kv_heads", "head_dim"), param_dtype)
+        self.wv = param(rngs, normal, (D, K, H), ("embed", "kv_heads", "head_dim"), param_dtype)
+        self.wo = param(rngs, normal, (N, H, D), ("heads", "head_dim", "embed"), param_dtype)
+        if use_bias:
+            self.bq = param(rngs, zeros, (N, H), ("heads", "head_dim"), param_dtype)
+            self.bk = param(rngs, zeros, (K, H), ("kv_heads", "head_dim"), param_dtype)
+            self.bv = param(rngs, zeros, (K, H), ("kv_heads", "head_dim"), param_dtype)
+            self.bo = param(rngs, zeros, (D,), ("embed",), param_dtype)
+        self.use_bias = use_bias
+        self.query_scale = query_scale
+        self.rotary_dim = rotary_dim
+        self.rope_base = rope_base
+        self.logit_softcap = logit_softcap
+        self.dtype = dtype
+
+    def _project(self, x_BTD: jax.Array, w: nnx.Param, b_name: str) -> jax.Array:
+        y = jnp.einsum("btd,dnh->btnh", x_BTD, w[...].astype(self.dtype))
+        if self.use_bias:
+            y = y + getattr(self, b_name)[...].astype(self.dtype)
+        return y
+
+    def __call__(
+        self,
+        x_BTD: jax.Array,
+        layout: TokenLayout,
+        window: jax.Array | int,
+        kv: tuple[jax.Array, jax.Array] | None,
+    ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
+        """Attends ``x_BTD`` to itself, or to the cache ``kv`` = (k_BSKH, v_BSKH) after
+        writing the new keys/values at ``layout.cache_index``. Returns (y_BTD, kv)."""
+        B, T, _ = x_BTD.shape
+        x_BTD = x_BTD.astype(self.dtype)
+        rope = dict(base=self.rope_base, rotary_dim=self.rotary_dim)
+        q_BTNH = apply_rope(self._project(x_BTD, self.wq, "bq"), layout.q_positions, **rope)
+        k_BTKH = apply_rope(self._project(x_BTD, self.wk, "bk"), layout.q_positions, **rope)
+        v_BTKH = self._project(x_BTD, self.wv, "bv")
+        if kv is not None:
+            at = (0, layout.cache_index, 0, 0)
+            k_BTKH = jax.lax.dynamic_update_slice(kv[0], k_BTKH.astype(kv[0].dtype), at)
+            v_BTKH = jax.lax.dynamic_update_slice(kv[1], v_BTKH.astype(kv[1].dtype), at)
+            kv = (k_BTKH, v_BTKH)
+        k_BSKH, v_BSKH = k_BTKH.astype(self.dtype), v_BTKH.astype(self.dtype)
+
+        K = k_BSKH.shape[2]
+        q_BTKGH = q_BTNH.reshape(B, T, K, -1, q_BTNH.shape[-1])
+        logits_BKGTS = jnp.einsum(
+            "btkgh,bskh->bkgts", q_BTKGH, k_BSKH, preferred_element_type=jnp.float32
+        )
+        logits_BKGTS = softcap(logits_BKGTS * self.query_scale, self.logit_softcap)
+        mask_B11TS = attention_mask(layout, window)[:, None, None]
+        logits_BKGTS = jnp.where(mask_B11TS, logits_BKGTS, _MASKED_LOGIT)
+        probs_BKGTS = jax.nn.softmax(logits_BKGTS, axis=-1).astype(self.dtype)
+        out_BTKGH = jnp.einsum("bkgts,bskh->btkgh", probs_BKGTS, v_BSKH)
+        out_BTNH = out_BTKGH.reshape(q_BTNH.shape)
+        y_BTD = jnp.einsum("btnh,nhd->btd", out_BTNH, self.wo[...].astype(self.dtype))
+        if self.use_bias:
+            y_BTD = y_BTD + self.bo[...].astype(self.dtype)
+        return y_BTD, kv
+
+
+class GeGLU(nnx.Module):
+    """``down(gelu_tanh(gate(x)) * up(x))`` without biases (Gemma)."""
+
+    def __init__(
+        self,
+        d_model: int,
+        hidden: int,
+        *,
+        init_std: float,
+        dtype: jnp.dtype,
+        param_dtype: jnp.dtype,
+        rngs: nnx.Rngs,
+    ):
+        normal = nnx.initializers.normal(init_std)
+        self.w_gate = param(rngs, normal, (d_model, hidden), ("embed", "mlp"), param_dtype)
+        self.w_up = param(rngs, normal, (d_model, hidden), ("embed", "mlp"), param_dtype)
+        self.w_down = param(rngs, normal, (hidden, d_model), ("mlp", "embed"), param_dtype)
+        self.dtype = dtype
+
+    def __call__(self, x_BTD: jax.Array) -> jax.Array:
+        x_BTD = x_BTD.astype(self.dtype)
+        gate_BTF = jnp.einsum("btd,df->btf", x_BTD, self.w_gate[...].astype(self.dtype))
+        up_BTF = jnp.einsum("btd,df->btf", x_BTD, self.w_up[...].astype(self.dtype))
+        h_BTF = jax.nn.gelu(gate_BTF, approximate=True) * up_BTF
+        return jnp.einsum("btf,fd->btd", h_BTF, self.w_down[...].astype(self.dtype))
+
+
+class GeluMLP(nnx.Module):
+    """``out(gelu(in(x)))`` with biases and exact (erf) GELU (GPT-NeoX)."""
+
+    def __init__(
+        self,
+        d_model: int,
+        hidden: int,
+        *,
+        init_std: float,
+        dtype: jnp.dtype,
+        param_dtype: jnp.dtype,
+        rngs: nnx.Rngs,
+    ):
+        normal = nnx.initializers.normal(init_std)
+        zeros = nnx.initializers.zeros
+        self.w_in = param(rngs, normal, (d_model, hidden), ("embed", "mlp"), param_dtype)
+        self.b_in = param(rngs, zeros, (hidden,), ("mlp",), param_dtype)
+        self.w_out = param(rngs, normal, (hidden, d_model), ("mlp", "embed"), param_dtype)
+        self.b_out = param(rngs, zeros, (d_model,), ("embed",), param_dtype)
+        self.dtype = dtype
+
+    def __call__(self, x_BTD: jax.Array) -> jax.Array:
+        x_BTD = x_BTD.astype(self.dtype)
+        h_BTF = jnp.einsum("btd,df->btf", x_BTD, self.w_in[...].astype(self.dtype))
+        h_BTF = jax.nn.gelu(h_BTF + self.b_in[...].astype(self.dtype), approximate=False)
+        y_BTD = jnp.einsum("btf,fd->btd", h_BTF, self.w_out[...].astype(self.dtype))
+        return y_BTD + self.b_out[...].astype(self.dtype)
+
+
+def stack_layers(
+    make_layer: Callable[[nnx.Rngs], nnx.Module], num_layers: int, rngs: nnx.Rngs
+) -> nnx.Module:
+    """``num_layers`` independently initialised layers as one module whose parameters
+    have a leading ``layers`` axis, ready for :func:`run_layers`."""
+
+    @nnx.split_rngs(splits=num_layers)
+    @nnx.vmap(in_axes=0, out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
+    def make(layer_rngs: nnx.Rngs) -> nnx.Module:
+        return make_layer(layer_rngs)
+
+    return make(rngs)
+
+
+def run_layers(
+    stack: nnx.Module,
+    x_BTD: jax.Array,
+    windows_L: jax.Array,
+    *,
+    positions: jax.Array | None,
+    segment_ids: jax.Array | None,
+    cache: KVCache | None,
+    remat: str,
+) -> tuple[jax.Array, KVCache | None]:
+    """Runs the stacked layers in order with one traced body, so compile time does not
+    grow with depth.
+
+    Each layer is called as ``layer(x_BTD, layout, window, kv)`` with its slice of
+    ``windows_L`` and of the cache, and returns ``(x_BTD, kv)``. ``positions`` and
+    ``segment_ids`` are as in :func:`token_layout`; ``remat`` names a policy in
+    :data:`REMAT_POLICIES`. Returns the output and the updated cache (None without one).
+    """
+    if remat not in REMAT_POLICIES:
+        raise ValueError(f"unknown remat policy {remat!r}; choose from {list(REMAT_POLICIES)}")
+    B, T, _ = x_BTD.shape
+    layout, cache = token_layout(B, T, positions, segment_ids, cache)
+
+    def body(layer, x_BTD, window, kv):
+        return layer(x_BTD, layout, window, kv)
+
+    if remat != "none":
+        body = nnx.remat(body, policy=REMAT_POLICIES[remat], prevent_cse=False)
+    scanned = nnx.scan(body, in_axes=(0, nnx.Carry, 0, 0), out_axes=(nnx.Carry, 0))
+    kv_LBSKH = None if cache is None else (cache.k, cache.v)
+    x_BTD, kv_LBSKH = scanned(stack, x_BTD, windows_L, kv_LBSKH)
+    if cache is not None:
+        cache = dataclasses.replace(cache, k=kv_LBSKH[0], v=kv_LBSKH[1])
+    return x_BTD, cache

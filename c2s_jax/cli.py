@@ -1,119 +1,20 @@
 """The `c2s` command: thin verbs over the library.
 
-    c2s demo [--workdir DIR]                  the data stage end to end on the embedded data
-    c2s sentences IN.h5ad [IN2 ...] OUT.parquet [--top-k K] [--seed S] [--obs COL ...]
-                  [--layer NAME | --raw]      cell sentences of one or more h5ad files
+Each subcommand lives in its own module under `c2s_jax/commands/` with a
+`register(subparsers)` function; every module there is picked up. `c2s --help` lists them.
 
 Bad input ends with one line naming the file or field and what to do (exit status 2).
 """
 
 import argparse
+import importlib
 import logging
+import pkgutil
 import sys
 import warnings
 
-from c2s_jax.data.cell_sentences import SentenceOptions
-from c2s_jax.data.gene_symbols import DUPLICATE_POLICIES
-from c2s_jax.data.sentence_files import COMPRESSIONS, write_sentences
+from c2s_jax import commands
 from c2s_jax.errors import InputError
-
-
-def _add_sentences(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "sentences",
-        help="write cell sentences of .h5ad files to Parquet (+ .meta.json beside it)",
-        description="Rank each cell's expressed genes by descending expression and write one "
-        "row per cell: cell_name, cell_sentence and the chosen obs columns. The vocabulary, "
-        "statistics and the inverse-transform fit go to OUTPUT.meta.json.",
-    )
-    p.add_argument(
-        "paths", nargs="+", metavar="PATH", help="input .h5ad files, then OUTPUT.parquet"
-    )
-    p.add_argument("--top-k", type=int, default=None, help="keep the first K genes of each cell")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random tie-break (default 0)")
-    p.add_argument("--obs", nargs="+", default=[], metavar="COLUMN", help="obs columns to copy")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument("--layer", default=None, help="read layers[NAME] instead of X")
-    source.add_argument("--raw", action="store_true", help="read .raw.X instead of X")
-    p.add_argument(
-        "--gene-symbols",
-        default=None,
-        metavar="COLUMN",
-        help="var column holding gene symbols (e.g. when var_names are Ensembl IDs)",
-    )
-    p.add_argument(
-        "--duplicates",
-        choices=DUPLICATE_POLICIES,
-        default="error",
-        help="symbols that collide after upper-casing: error (default), sum their "
-        "columns, or keep the first",
-    )
-    p.add_argument("--min-genes", type=int, default=0, help="drop cells with fewer genes")
-    p.add_argument("--min-cells", type=int, default=0, help="drop genes seen in fewer cells")
-    p.add_argument(
-        "--normalize",
-        choices=("auto", "yes", "no"),
-        default="auto",
-        help="auto: normalize counts, keep normalized input as is",
-    )
-    p.add_argument(
-        "--target-sum",
-        type=float,
-        default=None,
-        help="normalize_total target (default: median counts per cell)",
-    )
-    p.add_argument("--chunk-size", type=int, default=4096, help="cells per chunk (memory bound)")
-    p.add_argument(
-        "--compression",
-        choices=COMPRESSIONS,
-        default="zstd",
-        help="Parquet codec (default zstd: smallest; lz4: fastest to write)",
-    )
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    p.set_defaults(run=_run_sentences)
-
-
-def _run_sentences(args: argparse.Namespace) -> None:
-    if len(args.paths) < 2:
-        raise InputError("give at least one input .h5ad and then OUTPUT.parquet")
-    *inputs, output = args.paths
-    options = SentenceOptions(
-        layer=args.layer,
-        raw=args.raw,
-        gene_symbols_key=args.gene_symbols,
-        duplicates=args.duplicates,
-        min_genes=args.min_genes,
-        min_cells=args.min_cells,
-        top_k=args.top_k,
-        seed=args.seed,
-        normalize={"auto": None, "yes": True, "no": False}[args.normalize],
-        target_sum=args.target_sum,
-        chunk_size=args.chunk_size,
-    )
-    summary = write_sentences(
-        inputs, output, options, args.obs, not args.no_progress, args.compression
-    )
-    stats, fit = summary.meta["stats"], summary.meta["inverse_fit"]
-    print(
-        f"wrote {summary.n_cells} cell sentences to {summary.table} "
-        f"({summary.n_cells / max(summary.seconds, 1e-9):,.0f} cells/s); "
-        f"skipped {stats['n_cells_empty']} empty and {stats['n_cells_below_min_genes']} "
-        f"small cells\ninverse fit: expression = {fit['intercept']:.4f} {fit['slope']:+.4f} * "
-        f"log10(1 + rank); R2 {fit['r2']:.3f}, Pearson {fit['pearson']:.3f}, Spearman "
-        f"{fit['spearman']:.3f} -> {summary.metadata}"
-    )
-
-
-def _add_demo(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the data stage end to end on the embedded pbmc68k data")
-    p.add_argument("--workdir", default="c2s_demo_out", help="where outputs go")
-    p.set_defaults(run=_run_demo)
-
-
-def _run_demo(args: argparse.Namespace) -> None:
-    from c2s_jax.demo import run_demo
-
-    run_demo(args.workdir)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,8 +24,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_demo(sub)
-    _add_sentences(sub)
+    for module in pkgutil.iter_modules(commands.__path__):
+        importlib.import_module(f"{commands.__name__}.{module.name}").register(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Subcommands of `c2s`: one module each, exposing `register(subparsers)`."""

@@ -36,7 +36,14 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `c2s` and `python -m c2s_jax`; returns the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # Experiment commands take ml-collections overrides: --config.a.b=value.
+    overrides = [e.removeprefix("--config.") for e in extra if e.startswith("--config.")]
+    unknown = [e for e in extra if not e.startswith("--config.")]
+    if unknown or (overrides and not getattr(args, "takes_overrides", False)):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.overrides = overrides
     warnings.showwarning = _show_warning
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

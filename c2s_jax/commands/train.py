@@ -1,0 +1,76 @@
+"""`c2s train` and `c2s plan`: run an experiment config, or size it before running."""
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Adds `c2s train` and `c2s plan` to the subcommands."""
+    train = sub.add_parser(
+        "train",
+        help="train (or resume) an experiment: c2s train --config FILE --workdir DIR",
+        description="Trains the experiment in --config. Rerunning with the same --workdir "
+        "resumes from the newest checkpoint. Override any field: --config.train.steps=500.",
+    )
+    train.add_argument("--config", required=True, help="experiment file with get_config()")
+    train.add_argument("--workdir", required=True, help="checkpoints, metrics and results")
+    train.set_defaults(run=_run_train, takes_overrides=True)
+
+    plan = sub.add_parser(
+        "plan",
+        help="per-device memory of an experiment on a mesh, without allocating",
+        description="Prints the per-device bytes of parameters, gradients, optimizer state "
+        "and an activation estimate for --config on a mesh of --devices devices.",
+    )
+    plan.add_argument("--config", required=True, help="experiment file with get_config()")
+    plan.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        help="devices of the target mesh (default: the devices here)",
+    )
+    plan.set_defaults(run=_run_plan, takes_overrides=True)
+
+
+def _start(args: argparse.Namespace):
+    import jax
+
+    from c2s_jax import parallel
+    from c2s_jax.config_loading import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    dist = cfg.get("distributed")
+    if dist is not None:
+        parallel.initialize_distributed(
+            dist.coordinator_address or None, dist.num_processes, dist.process_id, dist.auto
+        )
+    jax.config.update("jax_threefry_partitionable", True)
+    return cfg
+
+
+def _run_train(args: argparse.Namespace) -> None:
+    from c2s_jax.train.loop import train
+
+    cfg = _start(args)
+    result = train(cfg, args.workdir)
+    state = "stopped by SIGTERM at" if result.preempted else "finished at"
+    print(
+        f"{state} step {result.step}: train loss {result.train_loss:.4f}"
+        + (f", eval loss {result.eval_loss:.4f}" if result.eval_loss is not None else "")
+    )
+    print(f"results: {result.workdir}/result.json, metrics.jsonl, tensorboard/, checkpoints/")
+
+
+def _run_plan(args: argparse.Namespace) -> None:
+    import jax
+
+    from c2s_jax import parallel
+    from c2s_jax.config_loading import load_config
+    from c2s_jax.train.memory_plan import plan_memory
+
+    cfg = load_config(args.config, args.overrides)
+    devices = args.devices or jax.device_count()
+    shape = parallel.mesh_shape(dict(cfg.mesh), devices)
+    plan = plan_memory(cfg, dict(zip(parallel.MESH_AXES, shape, strict=True)))
+    print(plan.table())
+    print(json.dumps({"bytes_per_device": plan.total}))

@@ -1,0 +1,177 @@
+"""Devices -> mesh, logical axis names -> mesh axes, and multi-host start-up.
+
+Every parameter of our models carries logical axis names (`vocab`, `embed`, `mlp`, `heads`,
+`kv_heads`, `head_dim`, `layers`); batches carry `batch` and `length`. Rules map each
+logical name to mesh axes (`data`, `fsdp`, `tensor`), so the same code shards over one
+CPU, eight virtual CPU devices, a GPU or a TPU pod, and the config alone decides how.
+"""
+
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+
+import jax
+import numpy as np
+from jax.experimental import mesh_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from c2s_jax.errors import InputError
+
+log = logging.getLogger(__name__)
+
+MESH_AXES = ("data", "fsdp", "tensor")
+# Batch over data x fsdp; weights' model dimension over fsdp (ZeRO-3 style) and their
+# head/hidden dimensions over tensor (Megatron style).
+DEFAULT_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
+    ("batch", ("data", "fsdp")),
+    ("length", None),
+    ("vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("head_dim", None),
+    ("layers", None),
+)
+
+Rules = Sequence[tuple[str, str | tuple[str, ...] | None]]
+
+
+def mesh_shape(sizes: Mapping[str, int], n_devices: int) -> tuple[int, ...]:
+    """Resolves axis sizes (one may be -1 = fill) to a shape over `n_devices`.
+
+    Args:
+      sizes: {'data': d, 'fsdp': f, 'tensor': t}; missing axes are 1.
+      n_devices: devices to cover exactly.
+    """
+    unknown = set(sizes) - set(MESH_AXES)
+    if unknown:
+        raise InputError(f"config.mesh has unknown axes {sorted(unknown)}; use {MESH_AXES}")
+    shape = [int(sizes.get(axis, 1)) for axis in MESH_AXES]
+    fill = [i for i, s in enumerate(shape) if s == -1]
+    if len(fill) > 1:
+        raise InputError("config.mesh: at most one axis may be -1 (fill)")
+    known = math.prod(s for s in shape if s != -1)
+    if fill:
+        if n_devices % known:
+            raise InputError(f"config.mesh: {n_devices} devices are not divisible by {known}")
+        shape[fill[0]] = n_devices // known
+    if math.prod(shape) != n_devices:
+        raise InputError(
+            f"config.mesh {dict(zip(MESH_AXES, shape, strict=True))} needs "
+            f"{math.prod(shape)} devices but {n_devices} are available"
+        )
+    return tuple(shape)
+
+
+def make_mesh(sizes: Mapping[str, int], dcn_data: int = 1) -> Mesh:
+    """A (data, fsdp, tensor) mesh over all devices.
+
+    Args:
+      sizes: axis sizes within a slice (or over all devices when dcn_data == 1).
+      dcn_data: number of slices; data parallelism across slices goes over the data-center
+        network (DCN), everything else stays on the fast interconnect within a slice.
+    """
+    devices = jax.devices()
+    if dcn_data > 1:
+        if len(devices) % dcn_data:
+            raise InputError(f"config.dcn_data={dcn_data} does not divide {len(devices)} devices")
+        per_slice = mesh_shape(sizes, len(devices) // dcn_data)
+        grid = mesh_utils.create_hybrid_device_mesh(per_slice, (dcn_data, 1, 1), devices)
+    else:
+        shape = mesh_shape(sizes, len(devices))
+        try:
+            grid = mesh_utils.create_device_mesh(shape, devices)
+        except (AssertionError, NotImplementedError, ValueError):
+            # Virtual CPU devices have no physical topology to follow.
+            grid = np.asarray(devices).reshape(shape)
+    return Mesh(grid, MESH_AXES)
+
+
+def logical_to_spec(axes: Sequence[str | None], rules: Rules) -> PartitionSpec:
+    """PartitionSpec of mesh axes for a tuple of logical axis names.
+
+    A mesh axis is used at most once per array: a later logical axis that maps to an
+    already used mesh axis stays replicated.
+    """
+    table = dict(rules)
+    used: set[str] = set()
+    out = []
+    for axis in axes:
+        target = table.get(axis) if axis is not None else None
+        names = (target,) if isinstance(target, str) else tuple(target or ())
+        names = tuple(n for n in names if n not in used)
+        used.update(names)
+        out.append(names[0] if len(names) == 1 else (names or None))
+    return PartitionSpec(*out)
+
+
+def fitted_spec(
+    spec: PartitionSpec, shape: Sequence[int], axis_sizes: Mapping[str, int]
+) -> PartitionSpec:
+    """Drops mesh axes from dimensions they do not divide (those stay replicated).
+
+    `axis_sizes` is {mesh axis: size}, e.g. `mesh.shape`.
+    """
+    out = []
+    for dim, entry in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec)), strict=True):
+        names = (entry,) if isinstance(entry, str) else tuple(entry or ())
+        kept = []
+        for name in names:
+            if dim % (math.prod(axis_sizes[n] for n in kept) * axis_sizes[name]) == 0:
+                kept.append(name)
+        out.append(kept[0] if len(kept) == 1 else (tuple(kept) or None))
+    return PartitionSpec(*out)
+
+
+def sharding_for(axes: Sequence[str | None], shape: Sequence[int], mesh: Mesh, rules: Rules):
+    """NamedSharding of an array with logical `axes` and `shape` on `mesh`."""
+    return NamedSharding(mesh, fitted_spec(logical_to_spec(axes, rules), shape, mesh.shape))
+
+
+def tree_shardings(logical_specs, shapes, mesh: Mesh, rules: Rules):
+    """Maps a pytree of logical PartitionSpecs (and matching shapes) to NamedShardings."""
+    return jax.tree.map(
+        lambda spec, leaf: sharding_for(tuple(spec), leaf.shape, mesh, rules),
+        logical_specs,
+        shapes,
+        is_leaf=lambda x: isinstance(x, PartitionSpec),
+    )
+
+
+def batch_sharding(mesh: Mesh, rules: Rules) -> NamedSharding:
+    """Sharding of [batch, length] arrays."""
+    return NamedSharding(mesh, logical_to_spec(("batch", "length"), rules))
+
+
+def initialize_distributed(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    auto: bool = False,
+) -> None:
+    """Starts multi-host JAX when asked to.
+
+    On Cloud TPU VMs every argument is discovered, so `auto=True` is enough. Elsewhere
+    (CPU tests, GPU clusters) pass the coordinator and this process's id. With nothing
+    given and `auto` False this is a single-process run and does nothing.
+    """
+    if coordinator_address is None and not auto:
+        return
+    # Only the CPU client reads this; it must be set before any backend starts, and it
+    # lets CPU processes run cross-process collectives (tests, CPU clusters).
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address,
+        num_processes=num_processes,
+        process_id=process_id,
+    )
+    log.info(
+        "process %d of %d (%d local / %d global devices, host %s)",
+        jax.process_index(),
+        jax.process_count(),
+        jax.local_device_count(),
+        jax.device_count(),
+        os.uname().nodename,
+    )

@@ -1,0 +1,210 @@
+"""The training loop: mesh, state, input, resume, steps, evaluation, checkpoints.
+
+Rerunning the same command with the same workdir continues from the newest checkpoint
+(state and input position), so an interrupted or preempted run loses nothing. SIGTERM,
+which Cloud TPU sends before preemption, saves at the current step and returns cleanly.
+"""
+
+import dataclasses
+import json
+import logging
+import signal
+import time
+from pathlib import Path
+
+import jax
+import ml_collections
+import numpy as np
+from tqdm.auto import tqdm
+
+from c2s_jax import parallel
+from c2s_jax.atomic_write import write_text_atomic
+from c2s_jax.train.checkpoints import Checkpoints
+from c2s_jax.train.data import batch_sources, to_global
+from c2s_jax.train.flops import peak_flops, train_flops_per_token
+from c2s_jax.train.metrics import MetricWriter
+from c2s_jax.train.optimizer import learning_rate_schedule, make_optimizer
+from c2s_jax.train.state import create_train_state
+from c2s_jax.train.step import LossConfig, make_eval_step, make_train_step
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the message names the step and the last checkpoint."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a run ended with (also written to `workdir/result.json`)."""
+
+    workdir: str
+    step: int
+    train_loss: float
+    eval_loss: float | None
+    eval_task_loss: dict[str, float]
+    preempted: bool
+    n_params: int
+
+
+class _Preemption:
+    """Turns SIGTERM into a flag the loop checks after each step."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+def train(cfg: ml_collections.ConfigDict, workdir: str) -> TrainResult:
+    """Trains (or resumes) the experiment `cfg` in `workdir`."""
+    workdir_path = Path(workdir).absolute()
+    workdir_path.mkdir(parents=True, exist_ok=True)
+    is_chief = jax.process_index() == 0
+
+    # ---------------------------------------------------------------- mesh
+    mesh = parallel.make_mesh(dict(cfg.mesh), cfg.dcn_data)
+    rules = tuple(tuple(r) for r in cfg.rules)
+    batch_sharding = parallel.batch_sharding(mesh, rules)
+
+    # ---------------------------------------------------------------- model and optimizer
+    opt_cfg = ml_collections.ConfigDict(cfg.optimizer.to_dict())
+    opt_cfg.total_steps = cfg.train.steps
+    tx, schedule = make_optimizer(opt_cfg), learning_rate_schedule(opt_cfg)
+    state, parts, shardings = create_train_state(cfg, tx, mesh)
+    n_params = sum(x.size for x in jax.tree.leaves(state.params))
+    if parts.frozen is not None:
+        n_params += sum(x.size for x in jax.tree.leaves(parts.frozen))
+
+    # ---------------------------------------------------------------- input
+    train_source, eval_source, task_names = batch_sources(cfg, parts.config.vocab_size)
+    loss_cfg = LossConfig(len(task_names), cfg.train.z_loss_weight, cfg.train.microbatches)
+    train_step = make_train_step(parts, tx, schedule, loss_cfg, shardings, batch_sharding)
+    eval_step = make_eval_step(parts, loss_cfg, batch_sharding)
+
+    # ---------------------------------------------------------------- resume
+    checkpoints = Checkpoints(workdir_path / "checkpoints", cfg.train.keep_checkpoints)
+    start = checkpoints.latest_step()
+    if start is not None:
+        state, data_state = checkpoints.restore(start, state)
+        train_source.set_state(data_state)
+        log.info("resumed from step %d in %s", start, checkpoints.directory)
+    step = int(jax.device_get(state.step))
+
+    # ---------------------------------------------------------------- loop
+    writer = MetricWriter(workdir_path, enabled=is_chief)
+    flops_per_token = train_flops_per_token(parts.config, cfg.data.seq_len)
+    peak = peak_flops(jax.devices()[0].device_kind, cfg.train.peak_flops_per_device)
+    preemption = _Preemption()
+    bar = tqdm(total=cfg.train.steps, initial=step, unit="step", disable=not is_chief)
+    pending_losses: list[tuple[int, jax.Array]] = []
+    last_good = start
+    interval_start, interval_tokens = time.perf_counter(), 0
+    metrics = {}
+    eval_loss, eval_task_loss = None, {}
+    try:
+        while step < cfg.train.steps:
+            host_batch = next(train_source)
+            interval_tokens += int((host_batch["segment_ids"] > 0).sum()) * jax.process_count()
+            state, metrics = train_step(state, to_global(host_batch, batch_sharding), parts.frozen)
+            step += 1
+            pending_losses.append((step, metrics["loss"]))
+            bar.update(1)
+            at_log = step % cfg.train.log_every == 0 or step == cfg.train.steps
+            at_save = step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps
+            if at_log or at_save or preemption.requested:
+                _check_finite(pending_losses, last_good, checkpoints.directory)
+                pending_losses.clear()
+            if at_log:
+                seconds = time.perf_counter() - interval_start
+                scalars = _train_scalars(
+                    metrics, interval_tokens, seconds, flops_per_token, peak, cfg.train.log_every
+                )
+                writer.write(step, scalars)
+                bar.set_postfix(
+                    loss=f"{scalars['loss']:.4f}", tok_s=f"{scalars['tokens_per_s']:.0f}"
+                )
+                interval_start, interval_tokens = time.perf_counter(), 0
+            if cfg.train.eval_every and (
+                step % cfg.train.eval_every == 0 or step == cfg.train.steps
+            ):
+                eval_loss, eval_task_loss = _evaluate(
+                    eval_step,
+                    state.params,
+                    parts.frozen,
+                    eval_source(),
+                    cfg.data.eval_batches,
+                    batch_sharding,
+                    task_names,
+                )
+                writer.write(
+                    step,
+                    {"loss": eval_loss, **{f"loss/{k}": v for k, v in eval_task_loss.items()}},
+                    "eval",
+                )
+            if at_save or preemption.requested:
+                checkpoints.save(step, state, train_source.get_state())
+                last_good = step
+            if preemption.requested:
+                log.warning("SIGTERM: saved step %d, stopping", step)
+                break
+    finally:
+        bar.close()
+        preemption.restore()
+        checkpoints.close()
+        writer.close()
+
+    result = TrainResult(
+        workdir=str(workdir_path),
+        step=step,
+        train_loss=float(jax.device_get(metrics["loss"])) if metrics else float("nan"),
+        eval_loss=eval_loss,
+        eval_task_loss=eval_task_loss,
+        preempted=preemption.requested,
+        n_params=int(n_params),
+    )
+    if is_chief:
+        write_text_atomic(
+            workdir_path / "result.json", json.dumps(dataclasses.asdict(result), indent=1)
+        )
+    return result
+
+
+def _check_finite(pending: list[tuple[int, jax.Array]], last_good: int | None, where: Path) -> None:
+    for step, loss in pending:
+        if not np.isfinite(float(jax.device_get(loss))):
+            good = f"step {last_good} in {where}" if last_good is not None else "none yet"
+            raise NonFiniteLossError(
+                f"the loss is not finite at step {step}; last good checkpoint: {good}. Lower "
+                "config.optimizer.learning_rate or raise config.optimizer.warmup_steps"
+            )
+
+
+def _train_scalars(metrics, tokens, seconds, flops_per_token, peak, steps) -> dict[str, float]:
+    host = jax.device_get({k: metrics[k] for k in ("loss", "z_loss", "grad_norm", "learning_rate")})
+    tokens_per_s = tokens / max(seconds, 1e-9)
+    scalars = {k: float(v) for k, v in host.items()}
+    scalars.update(tokens_per_s=tokens_per_s, step_time_s=seconds / steps)
+    if peak:
+        scalars["mfu"] = flops_per_token * tokens_per_s / (peak * jax.device_count())
+    return scalars
+
+
+def _evaluate(eval_step, params, frozen, source, n_batches, sharding, task_names):
+    totals = None
+    for _ in range(n_batches):
+        aux = eval_step(params, to_global(next(source), sharding), frozen)
+        totals = aux if totals is None else jax.tree.map(np.add, totals, aux)
+    totals = jax.device_get(totals)
+    loss = float(totals["ce_sum"] / max(totals["tokens"], 1.0))
+    per_task = {
+        name: float(totals["task_ce_sum"][i] / totals["task_tokens"][i])
+        for i, name in enumerate(task_names)
+        if totals["task_tokens"][i] > 0
+    }
+    return loss, per_task

@@ -1,0 +1,119 @@
+"""The jitted train and eval steps: pure functions of (state, batch) with explicit shardings.
+
+The step sums the objective over microbatches (gradient accumulation), then divides by the
+number of answer tokens in the whole batch, so any microbatch count gives the gradient of
+one big batch. Parameters, optimizer state and the batch keep the shardings the mesh rules
+gave them; the old state's buffers are donated to the new one.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import NamedSharding, PartitionSpec
+
+from c2s_jax.train.loss import masked_loss
+from c2s_jax.train.state import ModelParts, TrainState
+
+BATCH_KEYS = ("tokens", "targets", "loss_mask", "segment_ids", "positions", "task_id")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+    """What the loss needs besides the batch."""
+
+    num_tasks: int = 1
+    z_loss_weight: float = 0.0
+    microbatches: int = 1
+
+
+def _objective(parts: ModelParts, params, frozen, batch, loss_cfg: LossConfig):
+    model = parts.model(params, frozen)
+    logits_BTV = model(
+        batch["tokens"], positions=batch["positions"], segment_ids=batch["segment_ids"]
+    )
+    return masked_loss(
+        logits_BTV,
+        batch["targets"],
+        batch["loss_mask"],
+        batch["task_id"],
+        loss_cfg.num_tasks,
+        loss_cfg.z_loss_weight,
+    )
+
+
+def _split_microbatches(batch: dict, n: int) -> dict:
+    def split(x):
+        if x.shape[0] % n:
+            raise ValueError(f"batch of {x.shape[0]} rows does not split into {n} microbatches")
+        return x.reshape(n, x.shape[0] // n, *x.shape[1:])
+
+    return {k: split(v) for k, v in batch.items()}
+
+
+def make_train_step(
+    parts: ModelParts,
+    tx: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    loss_cfg: LossConfig,
+    state_shardings,
+    batch_sharding: NamedSharding,
+):
+    """Returns step(state, batch, frozen) -> (state, metrics), jitted and donating `state`.
+
+    `metrics` holds scalars `loss` (mean cross-entropy over answer tokens), `z_loss`,
+    `grad_norm`, `learning_rate`, `tokens`, and per-task `task_ce_sum`/`task_tokens` [K].
+    """
+    grad_fn = jax.value_and_grad(lambda p, f, b: _objective(parts, p, f, b, loss_cfg), has_aux=True)
+
+    def step(state: TrainState, batch: dict, frozen) -> tuple[TrainState, dict]:
+        if loss_cfg.microbatches == 1:
+            (_, aux), grads = grad_fn(state.params, frozen, batch)
+        else:
+            micro = _split_microbatches(batch, loss_cfg.microbatches)
+
+            def accumulate(carry, one):
+                (_, aux), grads = grad_fn(state.params, frozen, one)
+                return jax.tree.map(jnp.add, carry, (grads, aux)), None
+
+            (_, aux), grads = grad_fn(state.params, frozen, jax.tree.map(lambda x: x[0], micro))
+            rest = jax.tree.map(lambda x: x[1:], micro)
+            (grads, aux), _ = jax.lax.scan(accumulate, (grads, aux), rest)
+        tokens = jnp.maximum(aux["tokens"], 1.0)
+        grads = jax.tree.map(lambda g: g / tokens, grads)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {
+            "loss": aux["ce_sum"] / tokens,
+            "z_loss": aux["z_sum"] / tokens,
+            "grad_norm": optax.global_norm(grads),
+            "learning_rate": schedule(state.step),
+            "tokens": aux["tokens"],
+            "task_ce_sum": aux["task_ce_sum"],
+            "task_tokens": aux["task_tokens"],
+        }
+        return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+    replicated = NamedSharding(batch_sharding.mesh, PartitionSpec())
+    return jax.jit(
+        step,
+        in_shardings=(state_shardings, {k: batch_sharding for k in BATCH_KEYS}, None),
+        out_shardings=(state_shardings, replicated),
+        donate_argnums=0,
+    )
+
+
+def make_eval_step(parts: ModelParts, loss_cfg: LossConfig, batch_sharding: NamedSharding):
+    """Returns eval(params, batch, frozen) -> loss sums (`ce_sum`, `tokens`, per-task)."""
+
+    def evaluate(params, batch, frozen):
+        _, aux = _objective(parts, params, frozen, batch, loss_cfg)
+        return aux
+
+    replicated = NamedSharding(batch_sharding.mesh, PartitionSpec())
+    return jax.jit(
+        evaluate,
+        in_shardings=(None, {k: batch_sharding for k in BATCH_KEYS}, None),
+        out_shardings=replicated,
+    )

@@ -1,0 +1,74 @@
+"""Helpers for training tests: a tiny experiment and runs in fresh processes."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from c2s_jax.config_loading import load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "configs" / "train" / "gemma2_tiny_synthetic.py"
+FAST = (
+    "train.steps=20",
+    "train.log_every=5",
+    "train.eval_every=0",
+    "train.checkpoint_every=10",
+    "data.batch_size=8",
+    "data.seq_len=32",
+)
+
+
+@pytest.fixture
+def tiny_config():
+    """A tiny Gemma-2 on synthetic data that trains 20 steps in seconds."""
+
+    def make(*overrides: str):
+        return load_config(TINY, [*FAST, *overrides])
+
+    return make
+
+
+def losses(workdir: Path, split: str = "train") -> dict[int, float]:
+    """{step: loss} from a run's metrics.jsonl."""
+    lines = (Path(workdir) / "metrics.jsonl").read_text().splitlines()
+    return {r["step"]: r["loss"] for r in map(json.loads, lines) if r["split"] == split}
+
+
+def run_training(
+    workdir: Path, *overrides: str, devices: int = 1, env: dict | None = None, wait: bool = True
+):
+    """`python -m c2s_jax.train` in a fresh process with `devices` virtual CPU devices."""
+    command = [
+        sys.executable,
+        "-m",
+        "c2s_jax.train",
+        "--config",
+        str(TINY),
+        "--workdir",
+        str(workdir),
+        *(f"--config.{o}" for o in (*FAST, *overrides)),
+    ]
+    environment = {
+        **os.environ,
+        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
+        "JAX_PLATFORMS": "cpu",
+        **(env or {}),
+    }
+    if not wait:
+        return subprocess.Popen(
+            command,
+            env=environment,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    done = subprocess.run(
+        command, env=environment, cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done

@@ -1,0 +1,85 @@
+"""The loop in one process: resume, microbatches, LoRA, non-finite loss, metrics."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from c2s_jax.train.loop import NonFiniteLossError, train
+from tests.train.conftest import losses
+
+
+def test_resume_continues_the_same_loss_curve(tiny_config, tmp_path):
+    whole = train(tiny_config(), tmp_path / "whole")
+    train(tiny_config("train.steps=10"), tmp_path / "split")
+    resumed = train(tiny_config(), tmp_path / "split")
+    assert resumed.step == whole.step == 20
+    a, b = losses(tmp_path / "whole"), losses(tmp_path / "split")
+    assert sorted(b) == [5, 10, 15, 20]
+    np.testing.assert_allclose([b[s] for s in (15, 20)], [a[s] for s in (15, 20)], rtol=1e-6)
+
+
+def test_microbatches_give_the_gradient_of_the_whole_batch(tiny_config, tmp_path):
+    one = train(tiny_config("train.steps=5"), tmp_path / "one")
+    four = train(tiny_config("train.steps=5", "train.microbatches=4"), tmp_path / "four")
+    np.testing.assert_allclose(four.train_loss, one.train_loss, rtol=1e-5)
+    assert losses(tmp_path / "one") == pytest.approx(losses(tmp_path / "four"), rel=1e-5)
+
+
+def test_loss_falls_and_metrics_are_written(tiny_config, tmp_path):
+    result = train(
+        tiny_config(
+            "train.steps=40",
+            "train.eval_every=20",
+            "data.num_tasks=3",
+            "train.peak_flops_per_device=1e11",
+        ),
+        tmp_path,
+    )
+    curve = losses(tmp_path)
+    assert curve[40] < curve[5]
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    for key in ("loss", "grad_norm", "learning_rate", "tokens_per_s", "step_time_s", "mfu"):
+        assert np.isfinite(record[key]), key
+    assert set(result.eval_task_loss) == {"task0", "task1", "task2"}
+    assert list((tmp_path / "tensorboard").iterdir())
+    assert json.loads((tmp_path / "result.json").read_text())["step"] == 40
+
+
+def test_lora_trains_adapters_only(tiny_config, tmp_path):
+    from c2s_jax.train.optimizer import make_optimizer
+    from c2s_jax.train.state import create_train_state
+
+    cfg = tiny_config("lora.rank=4", "train.steps=10")
+    result = train(cfg, tmp_path)
+    curve = losses(tmp_path)
+    assert curve[10] < curve[5]
+    assert result.n_params > 100_000  # the frozen base counts too
+    # The saved state holds adapters only: its parameters are LoRA A/B matrices.
+    opt_cfg = cfg.optimizer.copy_and_resolve_references()
+    opt_cfg.total_steps = 10
+    state, parts, _ = create_train_state(
+        cfg,
+        make_optimizer(opt_cfg),
+        jax.sharding.Mesh(
+            np.asarray(jax.devices()[:1]).reshape(1, 1, 1), ("data", "fsdp", "tensor")
+        ),
+    )
+    assert parts.frozen is not None
+    n_adapter = sum(x.size for x in jax.tree.leaves(state.params))
+    assert 0 < n_adapter < sum(x.size for x in jax.tree.leaves(parts.frozen)) / 5
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tiny_config, tmp_path):
+    train(tiny_config("train.steps=10"), tmp_path)
+    diverging = tiny_config(
+        "train.steps=20",
+        "optimizer.learning_rate=1e30",
+        "optimizer.clip_norm=0.0",
+        "optimizer.warmup_steps=0",
+    )
+    with pytest.raises(NonFiniteLossError, match=r"not finite at step 1[1-9].*step 10 in"):
+        train(diverging, tmp_path)
+    steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps[-1] == 10

@@ -83,3 +83,18 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tin
         train(diverging, tmp_path)
     steps = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
     assert steps[-1] == 10
+
+
+def test_training_starts_from_an_hf_checkpoint(tiny_config, tmp_path):
+    from tests.convert import hf_reference
+
+    hf_reference.pythia(tmp_path / "hf", vocab_size=512)
+    cfg = tiny_config(
+        "train.steps=5", f"model.init_from='{tmp_path / 'hf'}'", "model.name=pythia_tiny"
+    )
+    train(cfg, tmp_path / "run")
+    first = losses(tmp_path / "run")[5]
+    # Starting from the checkpoint, not from random weights: the step-5 loss differs from
+    # a run initialized at random with the same seed and data.
+    train(tiny_config("train.steps=5", "model.name=pythia_tiny"), tmp_path / "random")
+    assert first != pytest.approx(losses(tmp_path / "random")[5], rel=1e-3)

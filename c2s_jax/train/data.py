@@ -52,12 +52,20 @@ def batch_sources(
     raise InputError(f"config.data.source must be 'synthetic', not {data.source!r}")
 
 
-def to_global(batch: dict[str, np.ndarray], sharding: NamedSharding) -> dict[str, jax.Array]:
-    """Assembles host-local rows into global arrays sharded over the batch axes."""
+def to_global(batch: dict, sharding: NamedSharding) -> dict[str, jax.Array]:
+    """Global arrays sharded over the batch axes.
+
+    Host-local numpy rows are assembled across hosts; arrays that a pipeline already
+    placed as global `jax.Array`s are only moved if their sharding differs.
+    """
     missing = [k for k in BATCH_KEYS if k not in batch]
     if missing:
         raise InputError(f"the input pipeline's batches lack {missing}")
-    return {
-        k: jax.make_array_from_process_local_data(sharding, np.asarray(batch[k]))
-        for k in BATCH_KEYS
-    }
+    out = {}
+    for key in BATCH_KEYS:
+        value = batch[key]
+        if isinstance(value, jax.Array):
+            out[key] = value if value.sharding == sharding else jax.device_put(value, sharding)
+        else:
+            out[key] = jax.make_array_from_process_local_data(sharding, np.asarray(value))
+    return out

@@ -104,14 +104,14 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> TrainResult:
     bar = tqdm(total=cfg.train.steps, initial=step, unit="step", disable=not is_chief)
     pending_losses: list[tuple[int, jax.Array]] = []
     last_good = start
-    interval_start, interval_tokens = time.perf_counter(), 0
+    interval_start, interval_tokens, interval_first_step = time.perf_counter(), 0, step
     metrics = {}
     eval_loss, eval_task_loss = None, {}
     try:
         while step < cfg.train.steps:
-            host_batch = next(train_source)
-            interval_tokens += int((host_batch["segment_ids"] > 0).sum()) * jax.process_count()
-            state, metrics = train_step(state, to_global(host_batch, batch_sharding), parts.frozen)
+            batch = to_global(next(train_source), batch_sharding)
+            state, metrics = train_step(state, batch, parts.frozen)
+            interval_tokens = interval_tokens + metrics["batch_tokens"]  # stays on device
             step += 1
             pending_losses.append((step, metrics["loss"]))
             bar.update(1)
@@ -123,13 +123,19 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> TrainResult:
             if at_log:
                 seconds = time.perf_counter() - interval_start
                 scalars = _train_scalars(
-                    metrics, interval_tokens, seconds, flops_per_token, peak, cfg.train.log_every
+                    metrics,
+                    int(jax.device_get(interval_tokens)),
+                    seconds,
+                    flops_per_token,
+                    peak,
+                    step - interval_first_step,
                 )
                 writer.write(step, scalars)
                 bar.set_postfix(
                     loss=f"{scalars['loss']:.4f}", tok_s=f"{scalars['tokens_per_s']:.0f}"
                 )
                 interval_start, interval_tokens = time.perf_counter(), 0
+                interval_first_step = step
             if cfg.train.eval_every and (
                 step % cfg.train.eval_every == 0 or step == cfg.train.steps
             ):

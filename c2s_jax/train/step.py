@@ -63,7 +63,8 @@ def make_train_step(
     """Returns step(state, batch, frozen) -> (state, metrics), jitted and donating `state`.
 
     `metrics` holds scalars `loss` (mean cross-entropy over answer tokens), `z_loss`,
-    `grad_norm`, `learning_rate`, `tokens`, and per-task `task_ce_sum`/`task_tokens` [K].
+    `grad_norm`, `learning_rate`, `tokens` (answer tokens), `batch_tokens` (non-padding
+    tokens processed), and per-task `task_ce_sum`/`task_tokens` [K].
     """
     grad_fn = jax.value_and_grad(lambda p, f, b: _objective(parts, p, f, b, loss_cfg), has_aux=True)
 
@@ -90,6 +91,7 @@ def make_train_step(
             "grad_norm": optax.global_norm(grads),
             "learning_rate": schedule(state.step),
             "tokens": aux["tokens"],
+            "batch_tokens": jnp.sum(batch["segment_ids"] > 0),
             "task_ce_sum": aux["task_ce_sum"],
             "task_tokens": aux["task_tokens"],
         }

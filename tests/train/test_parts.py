@@ -125,3 +125,26 @@ def test_memory_plan_divides_by_the_sharding():
     assert one.params == count_params(get_config("gemma2_2b")) * 4
     assert one.optimizer == pytest.approx(2 * one.params, rel=1e-6)  # + AdamW's step counts
     assert eight.params == pytest.approx(one.params / 8, rel=0.01)
+
+
+def test_plan_command_sizes_a_pod_config_here(capsys):
+    from c2s_jax.cli import main
+
+    status = main(
+        [
+            "plan",
+            "--config",
+            str(TINY),
+            "--devices",
+            "128",
+            "--config.model.name=gemma2_27b",
+            "--config.mesh.data=1",
+            "--config.mesh.fsdp=-1",
+            "--config.data.batch_size=128",
+        ]
+    )
+    assert status == 0
+    out = capsys.readouterr().out
+    assert "27,227,128,320 parameters on mesh {'data': 1, 'fsdp': 128, 'tensor': 1}" in out
+    assert main(["plan", "--config", str(TINY), "--config.train.stepz=1"]) == 2
+    assert "no key 'train.stepz'" in capsys.readouterr().err

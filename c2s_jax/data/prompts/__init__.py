@@ -1,0 +1,1 @@
+"""Task templates (templates.json) and the formatter that turns them into prompt/answer parts."""

@@ -1,0 +1,384 @@
+"""Corpus records: pre-tokenized examples in ArrayRecord shards, written by a TFDS builder.
+
+`build_corpus(spec, out)` writes:
+
+  out/corpus.json       config, task list (ids), split sizes, per-task example counts,
+                        tokenizer (path, sha256, family, pre-tokenized or text), counters
+                        (truncated, dropped, skipped draws) and, per dataset, its gene list,
+                        vocabulary counts, inverse-transform fit and normalize_total target
+  out/cells.parquet     dataset, cell index, cell name and split of every cell
+  out/tokenizer/        the gene-aware tokenizer, when the config trains one
+  out/records/corpus_records/partNNNNN/1.0.0/   one TFDS dataset per part, ArrayRecord
+                        shards of the train/validation/test examples of that part
+
+Each record holds `tokens` [L] int32 (BOS/EOS included), `loss_mask` [L] uint8 (answer
+tokens), `task`, `source` (dataset name) and `cell_ids` [n] int64 (cells of the source).
+
+Builds resume: parts already complete are kept, so an interrupted build continues at the
+first unfinished part. Builds are deterministic: each example is a function of (seed,
+split, index), and protos are serialized with sorted map keys, so the same config gives
+byte-identical shards.
+"""
+
+import collections
+import contextlib
+import json
+import logging
+import math
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import tensorflow_datasets as tfds
+
+from c2s_jax.atomic_write import atomic_path, write_text_atomic
+from c2s_jax.data.corpus_cells import DatasetCells, load_dataset
+from c2s_jax.data.corpus_config import SPLITS, CorpusSpec
+from c2s_jax.data.prompts.formatter import GeneRun, Templates
+from c2s_jax.data.splits import SPLIT_IDS
+from c2s_jax.data.tasks import ExampleFactory
+from c2s_jax.data.tokenizer import ExampleEncoder, Tokenizer, token_efficiency, train_tokenizer
+from c2s_jax.errors import InputError
+
+log = logging.getLogger(__name__)
+
+CORPUS_JSON = "corpus.json"
+CELLS_PARQUET = "cells.parquet"
+RECORDS_DIR = "records"
+BUILDER_NAME = "corpus_records"
+VERSION = "1.0.0"
+# Re-renders with fewer context genes before an over-long example is dropped.
+MAX_FIT_ROUNDS = 6
+
+
+FEATURES = tfds.features.FeaturesDict(
+    {
+        "tokens": tfds.features.Tensor(shape=(None,), dtype=np.int32),
+        "loss_mask": tfds.features.Tensor(shape=(None,), dtype=np.uint8),
+        "task": tfds.features.Text(),
+        "source": tfds.features.Text(),
+        "cell_ids": tfds.features.Tensor(shape=(None,), dtype=np.int64),
+    }
+)
+
+
+class CorpusRecords(tfds.core.GeneratorBasedBuilder):
+    """Pre-tokenized multi-task examples of one corpus part (a TFDS dataset per part).
+
+    Args:
+      part: part number (the builder config is named partNNNNN).
+      records_dir: the TFDS data_dir.
+      generate: split -> iterator of (key, record); only needed to write the part.
+      split_names: the splits this part holds.
+    """
+
+    VERSION = tfds.core.Version(VERSION)
+
+    def __init__(self, *, part: int, records_dir: Path, generate=None, split_names=()):
+        self._generate = generate
+        self._split_names = tuple(split_names)
+        super().__init__(
+            data_dir=str(records_dir),
+            config=f"part{part:05d}",
+            file_format="array_record",
+        )
+
+    @classmethod
+    def get_builder_config(cls, name: str, version=None) -> tfds.core.BuilderConfig:
+        # Parts are numbered, not listed: every 'partNNNNN' is a known config.
+        return tfds.core.BuilderConfig(name=name)
+
+    def _log_download_bytes(self) -> None:
+        log.info("writing %s", self.data_dir)
+
+    def _log_download_done(self) -> None:
+        log.info("wrote %s", self.data_dir)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(builder=self, features=FEATURES)
+
+    def _split_generators(self, dl_manager):
+        return {split: self._generate_examples(split) for split in self._split_names}
+
+    def _generate_examples(self, split: str):
+        yield from self._generate(split)
+
+
+@contextlib.contextmanager
+def _sorted_proto_maps():
+    """Serializes tf.Example protos with sorted feature maps while writing.
+
+    TFDS serializes the feature map in hash-table order, which changes from process to
+    process; deterministic serialization sorts the keys and makes shards byte-identical.
+    """
+    from tensorflow_datasets.core import example_serializer
+
+    serializer = example_serializer.ExampleSerializer
+    original = serializer.serialize_example
+
+    def serialize_example(self, example):
+        return self.get_tf_example(example).SerializeToString(deterministic=True)
+
+    serializer.serialize_example = serialize_example
+    try:
+        yield
+    finally:
+        serializer.serialize_example = original
+
+
+class CorpusWriter:
+    """Turns examples into fitted, tokenized records and writes the parts.
+
+    Args:
+      spec: the checked corpus config.
+      factory: draws examples.
+      encoder: tokenizes them.
+    """
+
+    def __init__(self, spec: CorpusSpec, factory: ExampleFactory, encoder: ExampleEncoder):
+        self.spec = spec
+        self.factory = factory
+        self.encoder = encoder
+
+    def record(self, split: str, index: int, counts: collections.Counter) -> dict | None:
+        """Record of example `index` of `split`, fitted to seq_len, or None if dropped.
+
+        Examples longer than seq_len lose context genes (the lowest ranked of every prompt
+        cell), never answer tokens; one whose answer alone does not fit is dropped. Both
+        are counted in `counts`.
+        """
+        cap = None
+        for _ in range(MAX_FIT_ROUNDS):
+            example, misses = self.factory.example(split, index, cap)
+            if example is None:
+                counts.update({f"skipped: {k}": v for k, v in misses.items()})
+                return None
+            encoded = self.encoder.encode(example.rendered)
+            excess = len(encoded.tokens) - self.spec.seq_len
+            if excess <= 0:
+                counts.update({f"redrawn: {k}": v for k, v in misses.items()})
+                counts["truncated to seq_len"] += cap is not None
+                return {
+                    "tokens": encoded.tokens,
+                    "loss_mask": encoded.loss_mask,
+                    "task": example.task,
+                    "source": example.source,
+                    "cell_ids": example.cell_ids,
+                }
+            longest = max(
+                (len(p.gene_ids) for p in example.rendered.prompt if isinstance(p, GeneRun)),
+                default=0,
+            )
+            keep = 1.0 - excess / max(encoded.prompt_gene_tokens, 1)
+            new_cap = math.floor(longest * keep) - 1
+            cap = new_cap if cap is None else min(new_cap, cap - 1)
+            if cap < 1:
+                break
+        counts["dropped: answer longer than seq_len"] += 1
+        return None
+
+    def generate(self, split: str, part: int, counts: collections.Counter) -> Iterator:
+        """(key, record) of the part's examples of `split`."""
+        first = part * self.spec.examples_per_part
+        last = min(first + self.spec.examples_per_part, self.spec.examples[split])
+        for index in range(first, last):
+            record = self.record(split, index, counts)
+            if record is not None:
+                counts[f"{split}/{record['task']}"] += 1
+                counts[f"{split} tokens"] += len(record["tokens"])
+                yield index, record
+
+    def write_part(self, records_dir: Path, part: int) -> dict:
+        """Writes one part (unless already complete) and returns its counts."""
+        counts_path = records_dir / f"part{part:05d}.counts.json"
+        part_dir = records_dir / BUILDER_NAME / f"part{part:05d}"
+        if counts_path.exists() and (part_dir / VERSION / "dataset_info.json").exists():
+            return json.loads(counts_path.read_text())
+        shutil.rmtree(part_dir, ignore_errors=True)
+        first = part * self.spec.examples_per_part
+        split_names = [s for s in SPLITS if self.spec.examples[s] > first]
+        counts = collections.Counter()
+        builder = CorpusRecords(
+            part=part,
+            records_dir=records_dir,
+            generate=lambda split: self.generate(split, part, counts),
+            split_names=split_names,
+        )
+        with _sorted_proto_maps():
+            builder.download_and_prepare(
+                download_dir=str(records_dir / ".downloads"),
+                download_config=tfds.download.DownloadConfig(verify_ssl=False),
+            )
+        for split in split_names:
+            if not any(k.startswith(f"{split}/") for k in counts):
+                raise InputError(
+                    f"part {part}: split '{split}' produced no example (all draws failed: "
+                    f"{dict(counts)}); check the datasets' {split} cells and the task mixture"
+                )
+        write_text_atomic(counts_path, json.dumps(dict(sorted(counts.items())), indent=1))
+        return dict(counts)
+
+
+def n_parts(spec: CorpusSpec) -> int:
+    """Parts of the corpus: each holds up to examples_per_part examples of every split."""
+    return max(1, math.ceil(max(spec.examples.values()) / spec.examples_per_part))
+
+
+def build_corpus(spec: CorpusSpec, out_dir: str | Path, progress: bool = True) -> dict:
+    """Builds (or resumes) the corpus of `spec` in `out_dir`; returns its metadata.
+
+    Raises:
+      InputError: `out_dir` holds a corpus of another config, or the config cannot be
+        served by its datasets.
+    """
+    out = Path(out_dir)
+    _claim(out, spec)
+    if not progress:
+        tfds.disable_progress_bar()
+    datasets = [
+        load_dataset(d, spec.split, spec.seed, spec.spatial_neighbors) for d in spec.datasets
+    ]
+    factory = ExampleFactory(spec, datasets, Templates.load())
+    tokenizer, efficiency = _tokenizer(spec, factory, datasets, out)
+    encoder = ExampleEncoder(tokenizer, spec.tokenizer.pre_tokenized)
+    equivalence = _check_table_equivalence(spec, factory, encoder)
+    writer = CorpusWriter(spec, factory, encoder)
+    counts = collections.Counter()
+    records_dir = out / RECORDS_DIR
+    for part in range(n_parts(spec)):
+        counts.update(writer.write_part(records_dir, part))
+    meta = _metadata(spec, factory, datasets, tokenizer, out, counts, equivalence, efficiency)
+    write_text_atomic(out / CORPUS_JSON, json.dumps(meta, indent=1))
+    _write_cells(datasets, out / CELLS_PARQUET)
+    return meta
+
+
+def _claim(out: Path, spec: CorpusSpec) -> None:
+    """Records the config before writing; refuses to add parts of another config.
+
+    A folder whose earlier config wrote no records yet (it failed on bad input, say) is
+    taken over, its tokenizer trained for that config included.
+    """
+    claim = out / "config.json"
+    text = json.dumps(spec.config, indent=1, sort_keys=True, default=list)
+    if claim.exists() and claim.read_text() != text:
+        if (out / RECORDS_DIR).exists():
+            raise InputError(
+                f"{out} holds a corpus of another config ({claim}); choose a new --out or delete it"
+            )
+        shutil.rmtree(out / "tokenizer", ignore_errors=True)
+    write_text_atomic(claim, text)
+
+
+def _tokenizer(spec: CorpusSpec, factory: ExampleFactory, datasets, out: Path):
+    """The configured tokenizer, or a gene-aware one trained on the corpus text."""
+    if spec.tokenizer.path is not None:
+        return Tokenizer(spec.tokenizer.path, spec.tokenizer.family), None
+    path = out / "tokenizer" / "c2s.model"
+    texts = corpus_texts(factory, spec.tokenizer.training_examples)
+    symbols = gene_symbols(datasets)
+    if not path.exists():
+        train_tokenizer(texts, path, spec.tokenizer.vocab_size, symbols)
+    tokenizer = Tokenizer(path, spec.tokenizer.family)
+    return tokenizer, token_efficiency(tokenizer, texts, symbols)
+
+
+def corpus_texts(factory: ExampleFactory, n: int) -> list[str]:
+    """Full texts of the first n training examples (what tokenizers learn from)."""
+    texts = []
+    for index in range(n):
+        example, _ = factory.example("train", index)
+        if example is not None:
+            texts.append(example.rendered.text())
+    return texts
+
+
+def gene_symbols(datasets: list[DatasetCells]) -> list[str]:
+    """Every dataset's gene symbols, first-seen order, without repeats."""
+    return list(dict.fromkeys(s for d in datasets for s in d.sentences.symbols))
+
+
+def _check_table_equivalence(spec: CorpusSpec, factory: ExampleFactory, encoder) -> dict:
+    """Table lookup vs. text tokenization on the first training examples (see tokenizer)."""
+    if not spec.tokenizer.pre_tokenized:
+        return {"pre_tokenized": False, "checked": 0, "mismatches": 0}
+    sample = [factory.example("train", i)[0] for i in range(spec.tokenizer.check_examples)]
+    sample = [e.rendered for e in sample if e is not None]
+    mismatches = encoder.verify_tables(sample)
+    return {
+        "pre_tokenized": encoder.pre_tokenized,
+        "checked": len(sample),
+        "mismatches": mismatches,
+    }
+
+
+def _metadata(spec, factory, datasets, tokenizer, out, counts, equivalence, efficiency) -> dict:
+    tokenizer_meta = tokenizer.describe()
+    with contextlib.suppress(ValueError):
+        tokenizer_meta["path"] = str(Path(tokenizer_meta["path"]).relative_to(out.resolve()))
+    split_sizes = {s: sum(v for k, v in counts.items() if k.startswith(f"{s}/")) for s in SPLITS}
+    return {
+        "format": f"{BUILDER_NAME} {VERSION}",
+        "tasks": factory.tasks,
+        "task_probabilities": dict(zip(factory.tasks, factory.task_p.tolist(), strict=True)),
+        "splits": split_sizes,
+        "parts": n_parts(spec),
+        "seq_len": spec.seq_len,
+        "tokenizer": {**tokenizer_meta, **equivalence, "efficiency": efficiency},
+        "counts": dict(sorted(counts.items())),
+        "datasets": {
+            d.spec.name: {
+                "path": d.spec.path,
+                "n_cells": len(d.sentences),
+                "cells_per_split": {s: int((d.split == i).sum()) for s, i in SPLIT_IDS.items()},
+                "genes": [str(s) for s in d.sentences.symbols],
+                "vocabulary": d.sentences.vocabulary.as_dict(),
+                "inverse_fit": {
+                    k: getattr(d.sentences.fit, k) for k in d.sentences.fit.__dataclass_fields__
+                },
+                "target_sum": d.sentences.target_sum,
+                "unmatched_perturbed_cells": d.controls.unmatched if d.controls else 0,
+            }
+            for d in datasets
+        },
+        "config": spec.config,
+    }
+
+
+def _write_cells(datasets: list[DatasetCells], path: Path) -> None:
+    frames = [
+        pd.DataFrame(
+            {
+                "dataset": d.spec.name,
+                "cell_index": np.arange(len(d.sentences)),
+                "cell_name": d.sentences.cell_names.astype(str),
+                "split": np.array(list(SPLIT_IDS))[d.split],
+            }
+        )
+        for d in datasets
+    ]
+    with atomic_path(path) as tmp:
+        pd.concat(frames, ignore_index=True).to_parquet(tmp, index=False)
+
+
+def read_metadata(corpus_dir: str | Path) -> dict:
+    """corpus.json of a built corpus."""
+    path = Path(corpus_dir) / CORPUS_JSON
+    if not path.exists():
+        raise InputError(f"{corpus_dir}: no {CORPUS_JSON}; build it with `c2s corpus build`")
+    return json.loads(path.read_text())
+
+
+def data_source(corpus_dir: str | Path, split: str):
+    """Random-access records of one split over all parts (a TFDS ArrayRecord source)."""
+    meta = read_metadata(corpus_dir)
+    if meta["splits"].get(split, 0) == 0:
+        raise InputError(f"{corpus_dir}: split '{split}' is empty ({meta['splits']})")
+    records_dir = Path(corpus_dir) / RECORDS_DIR
+    part_dirs = [
+        records_dir / BUILDER_NAME / f"part{p:05d}" / VERSION for p in range(meta["parts"])
+    ]
+    builder = tfds.builder_from_directories([str(p) for p in part_dirs])
+    return builder.as_data_source(split=split)

@@ -1,0 +1,83 @@
+"""Train/validation/test assignment of cells, by cell or by groups of obs values.
+
+Grouped splits put every cell of a group (a donor, a dataset, or a cell type x
+perturbation combination) into one split, so no group leaks between splits; holding out
+cell type x perturbation groups gives unseen-combination test sets.
+"""
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from c2s_jax.errors import InputError
+
+SPLIT_IDS = {"train": 0, "validation": 1, "test": 2}
+
+
+def assign_splits(
+    obs: pd.DataFrame,
+    by: Sequence[str],
+    fractions: Mapping[str, float],
+    seed: int,
+    where: str,
+) -> np.ndarray:
+    """Split of every cell.
+
+    Args:
+      obs: [cells] obs columns (must hold the `by` columns).
+      by: group columns; () assigns cells one by one.
+      fractions: share of cells per split name (train/validation/test), summing to 1.
+      seed: seed of the random order of cells or groups.
+      where: dataset name for messages.
+
+    Returns:
+      [cells] int8 split ids (SPLIT_IDS).
+
+    Raises:
+      InputError: a split with a positive share gets no cell (too few groups).
+    """
+    missing = [k for k in by if k not in obs.columns]
+    if missing:
+        raise InputError(f"{where}: split.by names obs columns {missing} that it lacks")
+    n_cells = len(obs)
+    shares = np.array([fractions.get(name, 0.0) for name in SPLIT_IDS])
+    if by:
+        group_of_cell = obs.groupby(list(by), sort=True, observed=True, dropna=False).ngroup()
+        group_of_cell = group_of_cell.to_numpy()
+        group_sizes = np.bincount(group_of_cell, minlength=int(group_of_cell.max()) + 1)
+        group_split = _fill_by_deficit(group_sizes, shares, seed)
+    else:
+        # Cells one by one: cut a random order at the cumulative shares.
+        group_of_cell = np.arange(n_cells)
+        order = np.random.default_rng(seed).permutation(n_cells)
+        bounds = np.cumsum(shares) * n_cells
+        group_split = np.empty(n_cells, np.int8)
+        group_split[order] = np.minimum(np.searchsorted(bounds, np.arange(n_cells) + 0.5), 2)
+    n_groups = len(group_split)
+    splits = group_split[group_of_cell]
+    for name, split_id in SPLIT_IDS.items():
+        if fractions.get(name, 0.0) > 0 and not (splits == split_id).any():
+            unit = f"groups of {list(by)}" if by else "cells"
+            raise InputError(
+                f"{where}: split '{name}' is empty ({n_groups} {unit} for shares "
+                f"{dict(fractions)}); lower split.fractions.{name} to 0, split by fewer "
+                "columns, or add data"
+            )
+    return splits
+
+
+def _fill_by_deficit(group_sizes: np.ndarray, shares: np.ndarray, seed: int) -> np.ndarray:
+    """[groups] split ids: groups in random order, each to the split furthest below its share.
+
+    Every split with a positive share gets a group as long as there are enough groups.
+    """
+    target = shares * group_sizes.sum()
+    assigned = np.zeros(len(shares))
+    group_split = np.empty(len(group_sizes), np.int8)
+    for group in np.random.default_rng(seed).permutation(len(group_sizes)):
+        deficit = np.where(shares > 0, target - assigned, -np.inf)
+        split = int(np.argmax(deficit))
+        group_split[group] = split
+        assigned[split] += group_sizes[group]
+    return group_split

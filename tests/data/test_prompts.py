@@ -1,0 +1,92 @@
+"""Prompt templates: coverage of every task, C2S-compatible fields, and rendering."""
+
+import numpy as np
+import pytest
+
+from c2s_jax.data.corpus_config import TASKS
+from c2s_jax.data.prompts.formatter import GeneRun, MissingFieldError, Templates
+from c2s_jax.errors import InputError
+
+SYMBOLS = np.array(["CD74", "FTL", "LYZ", "CD3D", "MS4A1"])
+
+
+@pytest.fixture(scope="module")
+def templates() -> Templates:
+    return Templates.load()
+
+
+def _template_names(templates: Templates) -> list[str]:
+    names = []
+    for task in TASKS:
+        entry = templates.entry(task)
+        if "prompts" in entry:
+            names.append(task)
+        else:
+            names += [f"{task}/{kind}" for kind in entry]
+    return names
+
+
+def test_every_task_has_wordings_and_answers_end_with_a_period(templates):
+    for name in _template_names(templates):
+        entry = templates.entry(name)
+        if name != "language_modeling":
+            assert len(entry["prompts"]) >= 2, name
+        answer = entry["answer"]
+        # Answers are a field that the builder ends with a period, or end with one themselves.
+        assert answer.endswith(".") or answer in ("{cell_sentences}", "{description}", "{text}")
+
+
+def test_annotation_prompt_uses_released_c2s_fields(templates):
+    fields = templates.fields("cell_type_annotation")
+    assert {"num_genes", "organism", "cell_sentence", "cell_type"} <= fields
+    assert "tissue" in templates.fields("tissue_inference")
+
+
+def test_render_keeps_cell_sentences_as_gene_ids(templates):
+    run = GeneRun(np.array([2, 0, 1]), SYMBOLS)
+    fields = {"cell_sentence": run, "num_genes": 3, "organism": "Homo sapiens", "cell_type": "B"}
+    rendered = templates.render("cell_type_annotation", fields, np.random.default_rng(0))
+    assert any(isinstance(p, GeneRun) for p in rendered.prompt)
+    assert "LYZ CD74 FTL" in rendered.prompt_text()
+    assert rendered.answer_text() == "B."
+    assert rendered.text() == f"{rendered.prompt_text()} B."
+
+
+def test_cell_lists_are_numbered_and_each_cell_ends_with_a_period(templates):
+    runs = [GeneRun(np.array([0, 1]), SYMBOLS), GeneRun(np.array([3]), SYMBOLS)]
+    rendered = templates.render(
+        "conditional_generation",
+        {
+            "cell_sentences": runs,
+            "count_phrase": "2 cells",
+            "conditions": "of type T",
+            "num_genes": 2,
+        },
+        np.random.default_rng(0),
+    )
+    assert rendered.answer_text() == "Cell 1: CD74 FTL.\nCell 2: CD3D."
+
+
+def test_wordings_vary_with_the_generator(templates):
+    fields = {
+        "cell_sentence": GeneRun(np.array([0]), SYMBOLS),
+        "num_genes": 1,
+        "organism": "Homo sapiens",
+        "cell_type": "B",
+    }
+    prompts = {
+        templates.render("cell_type_annotation", fields, np.random.default_rng(s)).prompt_text()
+        for s in range(40)
+    }
+    assert len(prompts) == len(templates.entry("cell_type_annotation")["prompts"])
+
+
+def test_missing_field_names_the_template(templates):
+    with pytest.raises(MissingFieldError) as err:
+        templates.render("tissue_inference", {"organism": "x"}, np.random.default_rng(0))
+    assert err.value.template_name.startswith("tissue_inference[")
+
+
+def test_unknown_template_is_an_input_error(templates):
+    with pytest.raises(InputError, match="no entry 'nonexistent'"):
+        templates.entry("nonexistent")

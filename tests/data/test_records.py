@@ -1,0 +1,159 @@
+"""Corpus records: metadata, determinism, resuming, truncation, the CLI."""
+
+import collections
+import hashlib
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from c2s_jax.cli import main
+from c2s_jax.data.corpus_config import corpus_spec
+from c2s_jax.data.records import build_corpus, data_source, read_metadata
+from c2s_jax.data.tokenizer import Tokenizer
+from c2s_jax.errors import InputError
+from tests.data.corpus_helpers import (
+    PBMC_CONFIG,
+    pbmc_corpus,
+    perturb_seq_adata,
+    scratch_dir,
+    small_config,
+)
+
+
+def _shard_digests(corpus: Path) -> dict[str, str]:
+    files = sorted(p for p in (corpus / "records").rglob("*") if p.is_file())
+    return {str(p.relative_to(corpus)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def test_metadata_travels_with_the_records():
+    corpus = pbmc_corpus()
+    meta = read_metadata(corpus)
+    pbmc = meta["datasets"]["pbmc68k"]
+    assert len(pbmc["genes"]) == 765 and set(pbmc["vocabulary"]) == set(pbmc["genes"])
+    assert {"slope", "intercept", "r2"} <= set(pbmc["inverse_fit"])
+    tokenizer_path = corpus / meta["tokenizer"]["path"]
+    assert meta["tokenizer"]["sha256"] == hashlib.sha256(tokenizer_path.read_bytes()).hexdigest()
+    assert meta["tokenizer"]["pre_tokenized"] and meta["tokenizer"]["mismatches"] == 0
+    assert meta["config"]["seed"] == 0
+    cells = pd.read_parquet(corpus / "cells.parquet")
+    assert len(cells) == 700
+    assert cells.split.value_counts().to_dict() == pbmc["cells_per_split"]
+    assert sum(meta["splits"].values()) == 760
+
+
+def test_records_hold_tokens_mask_task_and_source():
+    corpus = pbmc_corpus()
+    meta = read_metadata(corpus)
+    tokenizer = Tokenizer(corpus / meta["tokenizer"]["path"], "c2s")
+    source = data_source(corpus, "validation")
+    assert len(source) == meta["splits"]["validation"]
+    for i in range(10):
+        record = source[i]
+        tokens, mask = record["tokens"], record["loss_mask"]
+        assert tokens[0] == tokenizer.bos_id and tokens[-1] == tokenizer.eos_id
+        assert len(tokens) <= meta["seq_len"] and 0 < mask.sum() < len(tokens)
+        assert record["task"].decode() in meta["tasks"] and record["source"] == b"pbmc68k"
+        assert tokenizer.decode(tokens[mask == 1]).endswith(".")
+
+
+def test_same_config_gives_byte_identical_shards_and_builds_resume():
+    first = pbmc_corpus()
+    second = scratch_dir() / "again"
+    build_corpus(corpus_spec(small_config()), second, progress=False)
+    assert _shard_digests(first) == _shard_digests(second)
+    # An interrupted build: the second part never finished. Rebuilding redoes only it.
+    kept = second / "records" / "corpus_records" / "part00000" / "1.0.0" / "dataset_info.json"
+    kept_mtime = kept.stat().st_mtime_ns
+    shutil.rmtree(second / "records" / "corpus_records" / "part00001")
+    (second / "records" / "part00001.counts.json").unlink()
+    build_corpus(corpus_spec(small_config()), second, progress=False)
+    assert kept.stat().st_mtime_ns == kept_mtime
+    assert _shard_digests(first) == _shard_digests(second)
+
+
+def test_another_config_in_the_same_folder_is_refused():
+    with pytest.raises(InputError, match="another config"):
+        build_corpus(corpus_spec(small_config(seed=5)), pbmc_corpus(), progress=False)
+
+
+def test_long_examples_lose_context_genes_never_answers():
+    out = scratch_dir() / "short"
+    config = small_config(seq_len=400)
+    config.examples = dict(train=120, validation=20, test=20)
+    meta = build_corpus(corpus_spec(config), out, progress=False)
+    assert meta["counts"]["truncated to seq_len"] > 0
+    source = data_source(out, "train")
+    tokenizer = Tokenizer(out / meta["tokenizer"]["path"], "c2s")
+    for i in range(len(source)):
+        record = source[i]
+        assert len(record["tokens"]) <= 400
+        assert tokenizer.decode(record["tokens"][record["loss_mask"] == 1]).endswith(".")
+
+
+def _build_with_cli(out, *overrides: str) -> int:
+    argv = ["corpus", "build", "--config", str(PBMC_CONFIG), "--out", str(out), "--no-progress"]
+    return main([*argv, "--set", *overrides] if overrides else argv)
+
+
+def test_cli_builds_a_corpus_and_trains_a_tokenizer(capsys):
+    out = scratch_dir()
+    sizes = ["examples={'train':100,'validation':20,'test':20}", "tokenizer.training_examples=100"]
+    assert _build_with_cli(out / "c", *sizes) == 0
+    printed = capsys.readouterr().out
+    assert "wrote 140 examples" in printed and "cell_type_annotation" in printed
+    model = out / "tok.model"
+    train = ["tokenizer", "train", "--config", str(PBMC_CONFIG), "--out", str(model)]
+    assert main([*train, "--vocab-size", "300", "--set", "tokenizer.training_examples=100"]) == 0
+    printed = capsys.readouterr().out
+    assert "gene-aware" in printed and "1.00 tokens/gene" in printed
+    assert model.exists() and (out / "tok.generic.model").exists()
+
+
+def test_bad_config_ends_with_an_input_error(capsys):
+    assert _build_with_cli(scratch_dir(), "tasks.cell_typing=1.0") == 2
+    assert "unknown tasks ['cell_typing']" in capsys.readouterr().err
+    assert main(["corpus", "build", "--config", "missing.py", "--out", "x"]) == 2
+    assert "missing.py: no such config file" in capsys.readouterr().err
+
+
+def test_many_datasets_feed_one_corpus_by_their_weights():
+    folder = scratch_dir()
+    perturb_seq_adata().write_h5ad(folder / "perturb.h5ad")
+    config = small_config(**{"tasks.perturbation_response": 2.0})
+    config.examples = dict(train=300, validation=40, test=40)
+    config.datasets = [
+        {**config.datasets[0], "weight": 1.0},
+        dict(
+            name="perturb",
+            path=str(folder / "perturb.h5ad"),
+            weight=3.0,
+            cell_type_key="cell_type",
+            organism="Homo sapiens",
+            perturbation_key="perturbation",
+            batch_key="batch",
+        ),
+    ]
+    meta = build_corpus(corpus_spec(config), folder / "corpus", progress=False)
+    assert set(meta["datasets"]) == {"pbmc68k", "perturb"}
+    sources = collections.Counter()
+    source = data_source(folder / "corpus", "train")
+    for i in range(len(source)):
+        record = source[i]
+        sources[(record["task"].decode(), record["source"].decode())] += 1
+    assert {s for t, s in sources if t == "perturbation_response"} == {"perturb"}
+    # Question answering can use either dataset: weights 1 : 3.
+    qa = {s: n for (t, s), n in sources.items() if t == "question_answering"}
+    assert qa["perturb"] > 1.5 * qa["pbmc68k"]
+
+
+def test_a_failed_build_leaves_the_folder_to_the_corrected_config():
+    out = scratch_dir() / "retry"
+    with pytest.raises(InputError, match="spatial"):
+        build_corpus(
+            corpus_spec(small_config(**{"tasks.spatial_neighborhood": 1.0})), out, progress=False
+        )
+    config = small_config()
+    config.examples = dict(train=40, validation=10, test=10)
+    assert build_corpus(corpus_spec(config), out, progress=False)["splits"]["train"] == 40

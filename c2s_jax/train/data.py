@@ -35,9 +35,13 @@ def host_batch_size(global_batch: int) -> int:
 
 
 def batch_sources(
-    cfg: ml_collections.ConfigDict, vocab_size: int
+    cfg: ml_collections.ConfigDict, vocab_size: int, batch_sharding: NamedSharding
 ) -> tuple[BatchSource, callable, list[str]]:
-    """(train source, factory of fresh eval sources, task names) for `config.data`."""
+    """(train source, factory of fresh eval sources, task names) for `config.data`.
+
+    `config.data.source` is 'corpus' (a folder written by `c2s corpus build`, at
+    `config.data.corpus_dir`) or 'synthetic' (see synthetic_data.py).
+    """
     data = cfg.data
     rows = host_batch_size(data.batch_size)
     if data.source == "synthetic":
@@ -49,7 +53,36 @@ def batch_sources(
             )
 
         return source(cfg.seed), lambda: source(cfg.seed + 10_000), names
-    raise InputError(f"config.data.source must be 'synthetic', not {data.source!r}")
+    if data.source == "corpus":
+        return _corpus_sources(cfg, vocab_size, batch_sharding)
+    raise InputError(f"config.data.source must be 'corpus' or 'synthetic', not {data.source!r}")
+
+
+def _corpus_sources(cfg: ml_collections.ConfigDict, vocab_size: int, sharding: NamedSharding):
+    from c2s_jax.data.pipeline import CorpusLoader, LoaderOptions  # grain: only this path
+    from c2s_jax.data.records import read_metadata
+
+    data = cfg.data
+    if not data.corpus_dir:
+        raise InputError("config.data.corpus_dir is empty: build one with `c2s corpus build`")
+    meta = read_metadata(data.corpus_dir)
+    pieces = int(meta["tokenizer"]["vocab_size"])
+    if pieces > vocab_size:
+        raise InputError(
+            f"the corpus tokenizer has {pieces} pieces but the model's vocabulary has "
+            f"{vocab_size}: set config.model.overrides.vocab_size >= {pieces}"
+        )
+    options = LoaderOptions(
+        batch_size=data.batch_size,
+        seq_len=data.seq_len,
+        seed=cfg.seed,
+        worker_count=data.get("worker_count", 0),
+    )
+
+    def loader(split: str) -> CorpusLoader:
+        return CorpusLoader(data.corpus_dir, split, options, sharding.mesh, sharding.spec)
+
+    return loader("train"), lambda: loader("validation"), list(meta["tasks"])
 
 
 def to_global(batch: dict, sharding: NamedSharding) -> dict[str, jax.Array]:

@@ -82,7 +82,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> TrainResult:
         n_params += sum(x.size for x in jax.tree.leaves(parts.frozen))
 
     # ---------------------------------------------------------------- input
-    train_source, eval_source, task_names = batch_sources(cfg, parts.config.vocab_size)
+    train_source, eval_source, task_names = batch_sources(
+        cfg, parts.config.vocab_size, batch_sharding
+    )
     loss_cfg = LossConfig(len(task_names), cfg.train.z_loss_weight, cfg.train.microbatches)
     train_step = make_train_step(parts, tx, schedule, loss_cfg, shardings, batch_sharding)
     eval_step = make_eval_step(parts, loss_cfg, batch_sharding)

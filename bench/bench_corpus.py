@@ -80,8 +80,9 @@ def loader_throughput(corpus: Path, workers: int) -> tuple[float, float]:
 
 
 def main() -> None:
+    from c2s_jax.config_loading import load_config
     from c2s_jax.data.corpus_cells import load_dataset
-    from c2s_jax.data.corpus_config import corpus_spec, load_config
+    from c2s_jax.data.corpus_config import corpus_spec
     from c2s_jax.data.prompts.formatter import Templates
     from c2s_jax.data.records import build_corpus, corpus_texts, gene_symbols
     from c2s_jax.data.tasks import ExampleFactory

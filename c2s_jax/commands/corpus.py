@@ -18,22 +18,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     build = verbs.add_parser("build", help="build (or resume) a corpus")
     build.add_argument("--config", required=True, help="corpus config file (configs/corpus/)")
     build.add_argument("--out", required=True, help="output folder")
-    build.add_argument(
-        "--set",
-        nargs="+",
-        default=[],
-        metavar="KEY=VALUE",
-        help="config overrides, e.g. seed=1 examples.train=10000 top_k=(50,100)",
-    )
     build.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    build.set_defaults(run=_run_build)
+    build.set_defaults(run=_run_build, takes_overrides=True)
 
 
 def _run_build(args: argparse.Namespace) -> None:
-    from c2s_jax.data.corpus_config import corpus_spec, load_config
+    from c2s_jax.config_loading import load_config
+    from c2s_jax.data.corpus_config import corpus_spec
     from c2s_jax.data.records import build_corpus
 
-    spec = corpus_spec(load_config(args.config, args.set))
+    spec = corpus_spec(load_config(args.config, args.overrides))
     began = time.perf_counter()
     meta = build_corpus(spec, args.out, progress=not args.no_progress)
     seconds = time.perf_counter() - began

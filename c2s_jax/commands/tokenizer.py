@@ -23,19 +23,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--model-type", choices=("bpe", "unigram"), default="bpe", help="SentencePiece model type"
     )
-    train.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
-    train.set_defaults(run=_run_train)
+    train.set_defaults(run=_run_train, takes_overrides=True)
 
 
 def _run_train(args: argparse.Namespace) -> None:
+    from c2s_jax.config_loading import load_config
     from c2s_jax.data.corpus_cells import load_dataset
-    from c2s_jax.data.corpus_config import corpus_spec, load_config
+    from c2s_jax.data.corpus_config import corpus_spec
     from c2s_jax.data.prompts.formatter import Templates
     from c2s_jax.data.records import corpus_texts, gene_symbols
     from c2s_jax.data.tasks import ExampleFactory
     from c2s_jax.data.tokenizer import Tokenizer, token_efficiency, train_tokenizer
 
-    spec = corpus_spec(load_config(args.config, args.set))
+    spec = corpus_spec(load_config(args.config, args.overrides))
     datasets = [
         load_dataset(d, spec.split, spec.seed, spec.spatial_neighbors) for d in spec.datasets
     ]

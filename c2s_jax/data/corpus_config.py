@@ -4,11 +4,9 @@ Every mistake a config can hold (unknown task, bad weights, unknown keys, imposs
 ranges) is an InputError naming the config key, raised before any data is read.
 """
 
-import ast
 import dataclasses
-import importlib.util
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 
 import ml_collections
@@ -153,35 +151,6 @@ class CorpusSpec:
         """Tasks with positive weight, normalized to sum to 1."""
         total = sum(self.task_weights.values())
         return {t: w / total for t, w in self.task_weights.items() if w > 0}
-
-
-def load_config(path: str | Path, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
-    """Runs `get_config()` of a config file and applies 'key.sub=value' overrides.
-
-    Values are Python literals (`seed=3`, `top_k=(50,100)`); anything else is a string.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such config file")
-    module_spec = importlib.util.spec_from_file_location(f"_c2s_config_{path.stem}", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    if not hasattr(module, "get_config"):
-        raise InputError(f"{path}: a config file must define get_config()")
-    config = module.get_config()
-    for override in overrides:
-        key, sep, text = override.partition("=")
-        if not sep:
-            raise InputError(f"override '{override}' must look like key=value")
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text
-        try:
-            config.update_from_flattened_dict({key: value})
-        except (KeyError, TypeError, AttributeError) as err:
-            raise InputError(f"{path}: cannot override '{key}' ({err})") from None
-    return config
 
 
 def corpus_spec(config: ml_collections.ConfigDict) -> CorpusSpec:

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from c2s_jax.data.corpus_config import corpus_spec, load_config
+from c2s_jax.config_loading import load_config
+from c2s_jax.data.corpus_config import corpus_spec
 from c2s_jax.data.records import build_corpus
 
 PBMC_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "corpus" / "pbmc68k_multitask.py"

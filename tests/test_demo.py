@@ -1,10 +1,12 @@
 """The README's main job on the embedded data."""
 
-from c2s_jax.demo import run_demo
+import json
+
+from c2s_jax.demo import run_data_stage, run_main_job
 
 
-def test_demo_runs_end_to_end(tmp_path, capsys):
-    figures = run_demo(str(tmp_path))
+def test_data_stage_runs_end_to_end(tmp_path, capsys):
+    figures = run_data_stage(str(tmp_path))
     assert figures["n_cells"] == 700
     assert 0.85 < figures["fit"].r2 < 1 and figures["fit"].pearson > 0.9
     assert figures["median_pearson"] > 0.9
@@ -17,3 +19,23 @@ def test_demo_runs_end_to_end(tmp_path, capsys):
         assert (tmp_path / name).stat().st_size > 0
     assert (tmp_path / "inverse_fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "reconstruction from sentences" in capsys.readouterr().out
+
+
+def test_main_job_trains_and_resumes(tmp_path, capsys):
+    short = (
+        "train.steps=4",
+        "data.seq_len=128",
+        "data.batch_size=4",
+        "data.eval_batches=1",
+        "train.log_every=2",
+        "train.eval_every=4",
+        "train.checkpoint_every=2",
+    )
+    first = run_main_job(str(tmp_path), short)["train"]
+    assert first.step == 4 and first.eval_task_loss
+    assert (tmp_path / "corpus" / "corpus.json").exists()
+    assert "results: " in capsys.readouterr().out
+    resumed = run_main_job(str(tmp_path), (*short, "train.steps=6"))["train"]
+    assert resumed.step == 6
+    lines = (tmp_path / "train" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines if '"train"' in line] == [2, 4, 6]

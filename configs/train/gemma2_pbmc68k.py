@@ -1,14 +1,14 @@
 """A small Gemma-2 trained on the multi-task pbmc68k corpus: the README's main job.
 
     c2s corpus build --config configs/corpus/pbmc68k_multitask.py --out c2s_demo_out/corpus \\
-        --set seq_len=1024 "top_k=(50,100)" "cells_per_example=(3,6)" \\
-        "examples={'train':3000,'validation':200,'test':200}"
+        --config.seq_len=512 "--config.top_k=(50,100)" "--config.cells_per_example=(3,5)" \\
+        "--config.examples={'train':3000,'validation':200,'test':200}"
     c2s train --config configs/train/gemma2_pbmc68k.py --workdir c2s_demo_out/train
 
-(`c2s demo` runs both.) Expected on a 2-core CPU: 150 steps of 8 x 1024 tokens in a few
-minutes; the answer-token loss falls from ~7.6 (uniform over 2,000 pieces) to below 3,
-with per-task evaluation losses in metrics.jsonl and TensorBoard. Rerunning the train
-command resumes from the last checkpoint.
+(`c2s demo` runs both after the data stage.) Expected on a 2-core CPU: 120 steps of
+8 x 512 tokens in a few minutes; the answer-token loss falls from ~7.5 (uniform over
+~1,900 pieces) to ~6, with per-task evaluation losses in metrics.jsonl and TensorBoard.
+Rerunning the train command resumes from the last checkpoint.
 """
 
 import ml_collections
@@ -51,7 +51,7 @@ def get_config() -> ml_collections.ConfigDict:
             "source": "corpus",
             "corpus_dir": "c2s_demo_out/corpus",
             "batch_size": 8,
-            "seq_len": 1024,
+            "seq_len": 512,
             "eval_batches": 4,
             "worker_count": 0,
         }
@@ -72,12 +72,12 @@ def get_config() -> ml_collections.ConfigDict:
     )
     c.train = ml_collections.ConfigDict(
         {
-            "steps": 150,
+            "steps": 120,
             "microbatches": 1,
             "z_loss_weight": 1e-4,
             "log_every": 10,
-            "eval_every": 50,
-            "checkpoint_every": 50,
+            "eval_every": 60,
+            "checkpoint_every": 60,
             "keep_checkpoints": 2,
             "peak_flops_per_device": 0.0,
         }

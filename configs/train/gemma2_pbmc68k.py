@@ -11,75 +11,32 @@
 Rerunning the train command resumes from the last checkpoint.
 """
 
-import ml_collections
-
-from c2s_jax.parallel import DEFAULT_RULES
+from c2s_jax.train.default_config import default_config
 
 
-def get_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.seed = 0
-    c.model = ml_collections.ConfigDict(
-        {
-            "name": "gemma2_tiny",
-            # Gemma-2's architecture at laptop size; the vocabulary covers the corpus
-            # tokenizer (about 2,000 pieces).
-            "overrides": {
-                "d_model": 128,
-                "num_layers": 4,
-                "num_heads": 4,
-                "num_kv_heads": 2,
-                "head_dim": 32,
-                "mlp_dim": 512,
-                "query_pre_attn_scalar": 32,
-                "vocab_size": 2304,
-                "sliding_window": 512,
-                "dtype": "float32",
-            },
-            "init_from": "",
-        }
-    )
-    c.lora = ml_collections.ConfigDict({"rank": 0, "alpha": 16.0, "targets": ("wq", "wv")})
-    c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "tensor": 1})
-    c.dcn_data = 1
-    c.rules = tuple(DEFAULT_RULES)
-    c.distributed = ml_collections.ConfigDict(
-        {"coordinator_address": "", "num_processes": 1, "process_id": 0, "auto": False}
-    )
-    c.data = ml_collections.ConfigDict(
-        {
-            "source": "corpus",
-            "corpus_dir": "c2s_demo_out/corpus",
-            "batch_size": 8,
-            "seq_len": 512,
-            "eval_batches": 4,
-            "worker_count": 0,
-        }
-    )
-    c.optimizer = ml_collections.ConfigDict(
-        {
-            "learning_rate": 3e-3,
-            "warmup_steps": 20,
-            "decay": "cosine",
-            "end_factor": 0.1,
-            "b1": 0.9,
-            "b2": 0.95,
-            "eps": 1e-8,
-            "weight_decay": 0.1,
-            "decay_embeddings": False,
-            "clip_norm": 1.0,
-        }
-    )
-    c.train = ml_collections.ConfigDict(
-        {
-            "steps": 120,
-            "microbatches": 1,
-            "z_loss_weight": 1e-4,
-            "log_every": 10,
-            "eval_every": 60,
-            "checkpoint_every": 60,
-            "keep_checkpoints": 2,
-            "peak_flops_per_device": 0.0,
-        }
-    )
+def get_config():
+    c = default_config()
+    # Gemma-2's architecture at laptop size; the vocabulary covers the corpus tokenizer
+    # (about 1,900 pieces).
+    c.model.overrides = {
+        "d_model": 128,
+        "num_layers": 4,
+        "num_heads": 4,
+        "num_kv_heads": 2,
+        "head_dim": 32,
+        "mlp_dim": 512,
+        "query_pre_attn_scalar": 32,
+        "vocab_size": 2304,
+        "sliding_window": 512,
+        "dtype": "float32",
+    }
+    c.data.source = "corpus"
+    c.data.corpus_dir = "c2s_demo_out/corpus"
+    c.data.seq_len = 512
+    c.data.eval_batches = 4
+    c.optimizer.warmup_steps = 20
+    c.train.steps = 120
+    c.train.eval_every = 60
+    c.train.checkpoint_every = 60
+    c.train.keep_checkpoints = 2
     return c

@@ -12,6 +12,7 @@ import numpy as np
 from flax import nnx
 
 from c2s_jax.convert import families
+from c2s_jax.convert.atomic_dir import atomic_directory
 from c2s_jax.convert.safetensors_io import write_checkpoint
 from c2s_jax.models import registry
 
@@ -28,13 +29,16 @@ def export_hf(
     Args:
       model: a Gemma-2 or Pythia model (parameters may be sharded; they are gathered one
         tensor, or one layer of a stacked tensor, at a time).
-      out_dir: created if missing.
+      out_dir: a missing or empty directory; it appears complete or not at all.
       dtype: storage dtype (``"float32"``, ``"bfloat16"``, ...); default the parameter dtype.
         Exporting in the dtype the checkpoint was loaded from reproduces it bit for bit.
       max_shard_bytes: split into ``model-0000i-of-0000n.safetensors`` files above this size.
 
     Returns:
       ``out_dir`` as a Path.
+
+    Raises:
+      InputError: ``out_dir`` exists and is not an empty directory.
     """
     cfg = model.config
     family = families.for_config(cfg)
@@ -55,4 +59,6 @@ def export_hf(
                 parts = [host(path, layer) for path in rule.ours]
                 yield rule.hf_key(layer), rule.to_hf(*parts).astype(np_dtype)
 
-    return write_checkpoint(out_dir, family.config_to_hf(cfg, dtype), tensors(), max_shard_bytes)
+    with atomic_directory(out_dir) as tmp:
+        write_checkpoint(tmp, family.config_to_hf(cfg, dtype), tensors(), max_shard_bytes)
+    return Path(out_dir)

@@ -17,18 +17,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh, NamedSharding
 
+from c2s_jax import parallel
 from c2s_jax.convert import families
 from c2s_jax.convert.rules import TensorRule
-from c2s_jax.convert.safetensors_io import CheckpointReader
+from c2s_jax.convert.safetensors_io import CONFIG_FILE, CheckpointReader
+from c2s_jax.errors import InputError
 from c2s_jax.models import registry
 
-LogicalRules = Sequence[tuple[str, str | tuple[str, ...] | None]]
 
-
-class CheckpointError(ValueError):
-    """The checkpoint does not match the architecture its config describes."""
+class CheckpointError(InputError):
+    """The checkpoint does not match the architecture its config describes, or describes
+    one this package does not implement."""
 
 
 def expected_tensors(tensor_rules: list[TensorRule], num_layers: int) -> dict[str, tuple]:
@@ -58,11 +59,6 @@ def check_checkpoint(
         raise CheckpointError(f"{reader.path}: " + "; ".join(problems))
 
 
-def _spec(axes: tuple[str | None, ...], rules: dict[str, Any]) -> PartitionSpec:
-    # Logical axes without a rule are replicated.
-    return PartitionSpec(*(rules.get(a) for a in axes))
-
-
 def _zeros(shape: tuple[int, ...], dtype: jnp.dtype, sharding: NamedSharding | None):
     # Created on device in place: a host buffer of a whole stacked parameter could be huge.
     return jax.jit(lambda: jnp.zeros(shape, dtype), out_shardings=sharding)()
@@ -82,7 +78,7 @@ def load_hf(
     *,
     dtype: str = "float32",
     compute_dtype: str | None = None,
-    rules: LogicalRules = (),
+    rules: parallel.Rules = (),
     **config_overrides: Any,
 ) -> tuple[registry.Model, registry.ModelConfig]:
     """Loads a HF Gemma-2 or GPT-NeoX/Pythia checkpoint directory.
@@ -94,22 +90,26 @@ def load_hf(
       dtype: parameter dtype (checkpoint tensors are cast to it).
       compute_dtype: activation dtype; default the config's (bfloat16).
       rules: (logical axis, mesh axis or None) pairs, e.g. ``[("embed", "fsdp")]``;
-        logical axes not named stay replicated.
+        logical axes not named, and mesh axes that do not divide a dimension, leave that
+        dimension replicated (see :func:`c2s_jax.parallel.sharding_for`).
       **config_overrides: other fields of the model config to set, e.g. ``remat="full"``.
 
     Returns:
       (model, config). Every parameter comes from the checkpoint.
 
     Raises:
+      FileNotFoundError: no ``config.json`` or no safetensors files in ``path``.
       CheckpointError: missing, unexpected or misshapen tensors (each named with the
-        shape expected).
-      ValueError: an architecture or variant this package does not implement.
+        shape expected), or an architecture or variant this package does not implement.
     """
     reader = CheckpointReader(path)
-    family = families.for_hf_config(reader.config)
     if compute_dtype is not None:
         config_overrides["dtype"] = compute_dtype
-    cfg = family.config_from_hf(reader.config, param_dtype=dtype, **config_overrides)
+    try:
+        family = families.for_hf_config(reader.config)
+        cfg = family.config_from_hf(reader.config, param_dtype=dtype, **config_overrides)
+    except ValueError as err:
+        raise CheckpointError(f"{reader.path / CONFIG_FILE}: {err}") from None
     tensor_rules = family.tensor_rules(cfg)
     check_checkpoint(
         reader, expected_tensors(tensor_rules, cfg.num_layers), family.IGNORED_SUFFIXES
@@ -117,13 +117,14 @@ def load_hf(
 
     graphdef, abstract_state = nnx.split(registry.abstract_model(cfg))
     abstract = {"/".join(map(str, p)): v for p, v in nnx.to_flat_state(abstract_state)}
-    rule_map = dict(rules)
 
     def sharding(path: str, drop_layer_axis: bool) -> NamedSharding | None:
         if mesh is None:
             return None
-        axes = abstract[path].get_metadata()["out_sharding"]
-        return NamedSharding(mesh, _spec(axes[1:] if drop_layer_axis else axes, rule_map))
+        axes, shape = abstract[path].get_metadata()["out_sharding"], abstract[path].shape
+        if drop_layer_axis:
+            axes, shape = axes[1:], shape[1:]
+        return parallel.sharding_for(axes, shape, mesh, rules)
 
     loaded: dict[str, jax.Array] = {}
     for rule in tensor_rules:

@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from c2s_jax.models import layers
+from c2s_jax.models import decoder, layers
+from c2s_jax.models.einsum import project
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +40,8 @@ class Gemma2Config:
     dtype: str = "bfloat16"
     param_dtype: str = "float32"
     remat: str = "none"
+    # False unrolls the layers: faster steps for small models, compile time grows with depth.
+    scan_layers: bool = True
 
     @property
     def layer_windows(self) -> tuple[int, ...]:
@@ -50,8 +53,11 @@ class Gemma2Block(nnx.Module):
     """One decoder layer: normed attention and normed GeGLU, each with a post-norm."""
 
     def __init__(self, cfg: Gemma2Config, *, rngs: nnx.Rngs):
-        dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+        param_dtype = jnp.dtype(cfg.param_dtype)
         norm = dict(eps=cfg.norm_eps, param_dtype=param_dtype, rngs=rngs)
+        weights = dict(
+            init_std=cfg.init_std, dtype=jnp.dtype(cfg.dtype), param_dtype=param_dtype, rngs=rngs
+        )
         self.pre_attn_norm = layers.RMSNorm(cfg.d_model, **norm)
         self.attn = layers.Attention(
             d_model=cfg.d_model,
@@ -63,21 +69,11 @@ class Gemma2Block(nnx.Module):
             rope_base=cfg.rope_base,
             logit_softcap=cfg.attn_logit_softcap,
             use_bias=False,
-            init_std=cfg.init_std,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            rngs=rngs,
+            **weights,
         )
         self.post_attn_norm = layers.RMSNorm(cfg.d_model, **norm)
         self.pre_mlp_norm = layers.RMSNorm(cfg.d_model, **norm)
-        self.mlp = layers.GeGLU(
-            cfg.d_model,
-            cfg.mlp_dim,
-            init_std=cfg.init_std,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            rngs=rngs,
-        )
+        self.mlp = layers.GeGLU(cfg.d_model, cfg.mlp_dim, **weights)
         self.post_mlp_norm = layers.RMSNorm(cfg.d_model, **norm)
 
     def __call__(self, x_BTD, layout, window, kv):
@@ -87,7 +83,7 @@ class Gemma2Block(nnx.Module):
         return x_BTD, kv
 
 
-class Gemma2(nnx.Module):
+class Gemma2(decoder.DecoderLM):
     """Gemma-2 causal language model. ``model(tokens_BT)`` returns float32 logits [B, T, V]."""
 
     def __init__(self, cfg: Gemma2Config, *, rngs: nnx.Rngs):
@@ -100,49 +96,18 @@ class Gemma2(nnx.Module):
             ("vocab", "embed"),
             param_dtype,
         )
-        self.layers = layers.stack_layers(lambda r: Gemma2Block(cfg, rngs=r), cfg.num_layers, rngs)
+        self.layers = decoder.stack_layers(lambda r: Gemma2Block(cfg, rngs=r), cfg.num_layers, rngs)
         self.final_norm = layers.RMSNorm(
             cfg.d_model, eps=cfg.norm_eps, param_dtype=param_dtype, rngs=rngs
         )
 
-    def init_cache(self, batch: int, max_len: int, dtype: str | None = None) -> layers.KVCache:
-        """An empty KV cache of ``max_len`` slots (default dtype: the compute dtype)."""
-        return layers.KVCache.init(self.config, batch, max_len, dtype)
-
-    def __call__(
-        self,
-        tokens_BT: jax.Array,
-        *,
-        positions: jax.Array | None = None,
-        segment_ids: jax.Array | None = None,
-        cache: layers.KVCache | None = None,
-    ) -> jax.Array | tuple[jax.Array, layers.KVCache]:
-        """Logits [B, T, V] (float32) for int ``tokens_BT``.
-
-        ``positions`` [B, T] and ``segment_ids`` [B, T] (0 = padding) describe packed or
-        padded rows; tokens only attend within their segment. With ``cache`` the tokens
-        continue the cached sequence and the result is ``(logits, updated_cache)``.
-        """
-        cfg = self.config
-        dtype = jnp.dtype(cfg.dtype)
+    def embed_tokens(self, tokens_BT: jax.Array) -> jax.Array:
+        dtype = jnp.dtype(self.config.dtype)
         # The multiplier is rounded to the activation dtype before use, as in the reference.
-        scale = jnp.asarray(cfg.d_model**0.5, dtype)
-        x_BTD = jnp.take(self.embed[...], tokens_BT, axis=0).astype(dtype) * scale
-        x_BTD, cache = layers.run_layers(
-            self.layers,
-            x_BTD,
-            jnp.asarray(cfg.layer_windows, jnp.int32),
-            positions=positions,
-            segment_ids=segment_ids,
-            cache=cache,
-            remat=cfg.remat,
-        )
-        x_BTD = self.final_norm(x_BTD)
-        logits_BTV = jnp.einsum(
-            "btd,vd->btv",
-            x_BTD,
-            self.embed[...].astype(dtype),
-            preferred_element_type=jnp.float32,
-        )
-        logits_BTV = layers.softcap(logits_BTV, cfg.final_logit_softcap)
-        return logits_BTV if cache is None else (logits_BTV, cache)
+        scale = jnp.asarray(self.config.d_model**0.5, dtype)
+        return jnp.take(self.embed[...], tokens_BT, axis=0).astype(dtype) * scale
+
+    def logits(self, x_BTD: jax.Array) -> jax.Array:
+        embed_VD = self.embed[...].astype(self.config.dtype)
+        logits_BTV = project("btd,vd->btv", x_BTD, embed_VD, jnp.float32)
+        return layers.softcap(logits_BTV, self.config.final_logit_softcap)

@@ -1,12 +1,12 @@
 """Building blocks shared by the decoder families: norms, rotary embeddings, masked
-attention over a KV cache, feed-forward layers, and the scanned stack of layers.
+attention over a KV cache and feed-forward layers.
 
 Shape letters: B batch, T query length, S key length (the cache length when decoding),
 D d_model, N query heads, K key/value heads, G query heads per key/value head, H head_dim,
 F feed-forward width, V vocabulary, L layers.
 
 Every parameter carries logical axis names (``embed``, ``mlp``, ``heads``, ``kv_heads``,
-``head_dim``, ``vocab``, plus ``layers`` on the scanned stack). They are metadata only:
+``head_dim``, ``vocab``; the layer stack adds ``layers``). They are metadata only:
 creating a model never needs a mesh, and whoever places the parameters maps the names to
 mesh axes.
 """
@@ -21,17 +21,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from c2s_jax.models.einsum import einsum, project
+
 Initializer = Callable[..., jax.Array]
 
 # A finite stand-in for -inf: a query whose keys are all masked (padding) then gets a
 # uniform softmax instead of NaNs that would poison gradients through the whole batch.
 _MASKED_LOGIT = float(jnp.finfo(jnp.float32).min)
-
-REMAT_POLICIES: dict[str, Callable[..., bool] | None] = {
-    "none": None,
-    "full": jax.checkpoint_policies.nothing_saveable,
-    "dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
-}
 
 
 def param(
@@ -245,7 +241,7 @@ class Attention(nnx.Module):
         self.dtype = dtype
 
     def _project(self, x_BTD: jax.Array, w: nnx.Param, b_name: str) -> jax.Array:
-        y = jnp.einsum("btd,dnh->btnh", x_BTD, w[...].astype(self.dtype))
+        y = project("btd,dnh->btnh", x_BTD, w[...].astype(self.dtype))
         if self.use_bias:
             y = y + getattr(self, b_name)[...].astype(self.dtype)
         return y
@@ -274,16 +270,14 @@ class Attention(nnx.Module):
 
         K = k_BSKH.shape[2]
         q_BTKGH = q_BTNH.reshape(B, T, K, -1, q_BTNH.shape[-1])
-        logits_BKGTS = jnp.einsum(
-            "btkgh,bskh->bkgts", q_BTKGH, k_BSKH, preferred_element_type=jnp.float32
-        )
+        logits_BKGTS = einsum("btkgh,bskh->bkgts", q_BTKGH, k_BSKH, jnp.float32)
         logits_BKGTS = softcap(logits_BKGTS * self.query_scale, self.logit_softcap)
         mask_B11TS = attention_mask(layout, window)[:, None, None]
         logits_BKGTS = jnp.where(mask_B11TS, logits_BKGTS, _MASKED_LOGIT)
         probs_BKGTS = jax.nn.softmax(logits_BKGTS, axis=-1).astype(self.dtype)
-        out_BTKGH = jnp.einsum("bkgts,bskh->btkgh", probs_BKGTS, v_BSKH)
+        out_BTKGH = einsum("bkgts,bskh->btkgh", probs_BKGTS, v_BSKH)
         out_BTNH = out_BTKGH.reshape(q_BTNH.shape)
-        y_BTD = jnp.einsum("btnh,nhd->btd", out_BTNH, self.wo[...].astype(self.dtype))
+        y_BTD = project("btnh,nhd->btd", out_BTNH, self.wo[...].astype(self.dtype))
         if self.use_bias:
             y_BTD = y_BTD + self.bo[...].astype(self.dtype)
         return y_BTD, kv
@@ -310,10 +304,10 @@ class GeGLU(nnx.Module):
 
     def __call__(self, x_BTD: jax.Array) -> jax.Array:
         x_BTD = x_BTD.astype(self.dtype)
-        gate_BTF = jnp.einsum("btd,df->btf", x_BTD, self.w_gate[...].astype(self.dtype))
-        up_BTF = jnp.einsum("btd,df->btf", x_BTD, self.w_up[...].astype(self.dtype))
+        gate_BTF = project("btd,df->btf", x_BTD, self.w_gate[...].astype(self.dtype))
+        up_BTF = project("btd,df->btf", x_BTD, self.w_up[...].astype(self.dtype))
         h_BTF = jax.nn.gelu(gate_BTF, approximate=True) * up_BTF
-        return jnp.einsum("btf,fd->btd", h_BTF, self.w_down[...].astype(self.dtype))
+        return project("btf,fd->btd", h_BTF, self.w_down[...].astype(self.dtype))
 
 
 class GeluMLP(nnx.Module):
@@ -339,57 +333,7 @@ class GeluMLP(nnx.Module):
 
     def __call__(self, x_BTD: jax.Array) -> jax.Array:
         x_BTD = x_BTD.astype(self.dtype)
-        h_BTF = jnp.einsum("btd,df->btf", x_BTD, self.w_in[...].astype(self.dtype))
+        h_BTF = project("btd,df->btf", x_BTD, self.w_in[...].astype(self.dtype))
         h_BTF = jax.nn.gelu(h_BTF + self.b_in[...].astype(self.dtype), approximate=False)
-        y_BTD = jnp.einsum("btf,fd->btd", h_BTF, self.w_out[...].astype(self.dtype))
+        y_BTD = project("btf,fd->btd", h_BTF, self.w_out[...].astype(self.dtype))
         return y_BTD + self.b_out[...].astype(self.dtype)
-
-
-def stack_layers(
-    make_layer: Callable[[nnx.Rngs], nnx.Module], num_layers: int, rngs: nnx.Rngs
-) -> nnx.Module:
-    """``num_layers`` independently initialised layers as one module whose parameters
-    have a leading ``layers`` axis, ready for :func:`run_layers`."""
-
-    @nnx.split_rngs(splits=num_layers)
-    @nnx.vmap(in_axes=0, out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
-    def make(layer_rngs: nnx.Rngs) -> nnx.Module:
-        return make_layer(layer_rngs)
-
-    return make(rngs)
-
-
-def run_layers(
-    stack: nnx.Module,
-    x_BTD: jax.Array,
-    windows_L: jax.Array,
-    *,
-    positions: jax.Array | None,
-    segment_ids: jax.Array | None,
-    cache: KVCache | None,
-    remat: str,
-) -> tuple[jax.Array, KVCache | None]:
-    """Runs the stacked layers in order with one traced body, so compile time does not
-    grow with depth.
-
-    Each layer is called as ``layer(x_BTD, layout, window, kv)`` with its slice of
-    ``windows_L`` and of the cache, and returns ``(x_BTD, kv)``. ``positions`` and
-    ``segment_ids`` are as in :func:`token_layout`; ``remat`` names a policy in
-    :data:`REMAT_POLICIES`. Returns the output and the updated cache (None without one).
-    """
-    if remat not in REMAT_POLICIES:
-        raise ValueError(f"unknown remat policy {remat!r}; choose from {list(REMAT_POLICIES)}")
-    B, T, _ = x_BTD.shape
-    layout, cache = token_layout(B, T, positions, segment_ids, cache)
-
-    def body(layer, x_BTD, window, kv):
-        return layer(x_BTD, layout, window, kv)
-
-    if remat != "none":
-        body = nnx.remat(body, policy=REMAT_POLICIES[remat], prevent_cse=False)
-    scanned = nnx.scan(body, in_axes=(0, nnx.Carry, 0, 0), out_axes=(nnx.Carry, 0))
-    kv_LBSKH = None if cache is None else (cache.k, cache.v)
-    x_BTD, kv_LBSKH = scanned(stack, x_BTD, windows_L, kv_LBSKH)
-    if cache is not None:
-        cache = dataclasses.replace(cache, k=kv_LBSKH[0], v=kv_LBSKH[1])
-    return x_BTD, cache

@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from c2s_jax.models import layers
+from c2s_jax.models import decoder, layers
+from c2s_jax.models.einsum import project
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,6 +33,8 @@ class PythiaConfig:
     dtype: str = "bfloat16"
     param_dtype: str = "float32"
     remat: str = "none"
+    # False unrolls the layers: faster steps for small models, compile time grows with depth.
+    scan_layers: bool = True
 
     @property
     def head_dim(self) -> int:
@@ -45,13 +48,21 @@ class PythiaConfig:
     def rotary_dim(self) -> int:
         return int(self.head_dim * self.rotary_pct)
 
+    @property
+    def layer_windows(self) -> tuple[int, ...]:
+        """Per-layer attention window: 0 (global) everywhere."""
+        return (0,) * self.num_layers
+
 
 class PythiaBlock(nnx.Module):
     """One GPT-NeoX layer with parallel attention and MLP residual branches."""
 
     def __init__(self, cfg: PythiaConfig, *, rngs: nnx.Rngs):
-        dtype, param_dtype = jnp.dtype(cfg.dtype), jnp.dtype(cfg.param_dtype)
+        param_dtype = jnp.dtype(cfg.param_dtype)
         norm = dict(eps=cfg.norm_eps, param_dtype=param_dtype, rngs=rngs)
+        weights = dict(
+            init_std=cfg.init_std, dtype=jnp.dtype(cfg.dtype), param_dtype=param_dtype, rngs=rngs
+        )
         self.attn_norm = layers.LayerNorm(cfg.d_model, **norm)
         self.attn = layers.Attention(
             d_model=cfg.d_model,
@@ -63,27 +74,17 @@ class PythiaBlock(nnx.Module):
             rope_base=cfg.rope_base,
             logit_softcap=None,
             use_bias=True,
-            init_std=cfg.init_std,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            rngs=rngs,
+            **weights,
         )
         self.mlp_norm = layers.LayerNorm(cfg.d_model, **norm)
-        self.mlp = layers.GeluMLP(
-            cfg.d_model,
-            cfg.mlp_dim,
-            init_std=cfg.init_std,
-            dtype=dtype,
-            param_dtype=param_dtype,
-            rngs=rngs,
-        )
+        self.mlp = layers.GeluMLP(cfg.d_model, cfg.mlp_dim, **weights)
 
     def __call__(self, x_BTD, layout, window, kv):
         attn_BTD, kv = self.attn(self.attn_norm(x_BTD), layout, window, kv)
         return x_BTD + attn_BTD + self.mlp(self.mlp_norm(x_BTD)), kv
 
 
-class Pythia(nnx.Module):
+class Pythia(decoder.DecoderLM):
     """Pythia causal language model. ``model(tokens_BT)`` returns float32 logits [B, T, V]."""
 
     def __init__(self, cfg: PythiaConfig, *, rngs: nnx.Rngs):
@@ -92,45 +93,13 @@ class Pythia(nnx.Module):
         normal = nnx.initializers.normal(cfg.init_std)
         V, D = cfg.vocab_size, cfg.d_model
         self.embed = layers.param(rngs, normal, (V, D), ("vocab", "embed"), param_dtype)
-        self.layers = layers.stack_layers(lambda r: PythiaBlock(cfg, rngs=r), cfg.num_layers, rngs)
+        self.layers = decoder.stack_layers(lambda r: PythiaBlock(cfg, rngs=r), cfg.num_layers, rngs)
         self.final_norm = layers.LayerNorm(D, eps=cfg.norm_eps, param_dtype=param_dtype, rngs=rngs)
         self.unembed = layers.param(rngs, normal, (D, V), ("embed", "vocab"), param_dtype)
 
-    def init_cache(self, batch: int, max_len: int, dtype: str | None = None) -> layers.KVCache:
-        """An empty KV cache of ``max_len`` slots (default dtype: the compute dtype)."""
-        return layers.KVCache.init(self.config, batch, max_len, dtype)
+    def embed_tokens(self, tokens_BT: jax.Array) -> jax.Array:
+        return jnp.take(self.embed[...], tokens_BT, axis=0).astype(self.config.dtype)
 
-    def __call__(
-        self,
-        tokens_BT: jax.Array,
-        *,
-        positions: jax.Array | None = None,
-        segment_ids: jax.Array | None = None,
-        cache: layers.KVCache | None = None,
-    ) -> jax.Array | tuple[jax.Array, layers.KVCache]:
-        """Logits [B, T, V] (float32) for int ``tokens_BT``.
-
-        ``positions`` [B, T] and ``segment_ids`` [B, T] (0 = padding) describe packed or
-        padded rows; tokens only attend within their segment. With ``cache`` the tokens
-        continue the cached sequence and the result is ``(logits, updated_cache)``.
-        """
-        cfg = self.config
-        dtype = jnp.dtype(cfg.dtype)
-        x_BTD = jnp.take(self.embed[...], tokens_BT, axis=0).astype(dtype)
-        x_BTD, cache = layers.run_layers(
-            self.layers,
-            x_BTD,
-            jnp.zeros((cfg.num_layers,), jnp.int32),
-            positions=positions,
-            segment_ids=segment_ids,
-            cache=cache,
-            remat=cfg.remat,
-        )
-        x_BTD = self.final_norm(x_BTD)
-        logits_BTV = jnp.einsum(
-            "btd,dv->btv",
-            x_BTD,
-            self.unembed[...].astype(dtype),
-            preferred_element_type=jnp.float32,
-        )
-        return logits_BTV if cache is None else (logits_BTV, cache)
+    def logits(self, x_BTD: jax.Array) -> jax.Array:
+        unembed_DV = self.unembed[...].astype(self.config.dtype)
+        return project("btd,dv->btv", x_BTD, unembed_DV, jnp.float32)

@@ -18,6 +18,8 @@ from c2s_jax.models.pythia import Pythia, PythiaConfig
 
 ModelConfig = Gemma2Config | PythiaConfig
 Model = Gemma2 | Pythia
+# Family names as stored beside saved parameters.
+FAMILIES: dict[str, type[ModelConfig]] = {"gemma2": Gemma2Config, "pythia": PythiaConfig}
 
 _GEMMA2_VOCAB = 256_000
 _PYTHIA_VOCAB = 50_304
@@ -92,3 +94,31 @@ def count_params(cfg: ModelConfig) -> int:
     """Number of parameters of ``cfg``, from shapes alone."""
     state = nnx.state(abstract_model(cfg), nnx.Param)
     return sum(leaf.size for leaf in jax.tree.leaves(state))
+
+
+def config_to_dict(cfg: ModelConfig) -> dict[str, Any]:
+    """``{"family": name, **fields}``: a JSON-ready description that rebuilds ``cfg``."""
+    family = next((name for name, kind in FAMILIES.items() if isinstance(cfg, kind)), None)
+    if family is None:
+        raise TypeError(f"no model family for config type {type(cfg).__name__}")
+    return {"family": family, **dataclasses.asdict(cfg)}
+
+
+def config_from_dict(fields: dict[str, Any]) -> ModelConfig:
+    """The config :func:`config_to_dict` described.
+
+    Raises:
+      ValueError: an unknown family, or fields that family's config does not have.
+    """
+    fields = dict(fields)
+    family = fields.pop("family", None)
+    if family not in FAMILIES:
+        raise ValueError(f"unknown model family {family!r}; known: {sorted(FAMILIES)}")
+    kind = FAMILIES[family]
+    unknown = set(fields) - {f.name for f in dataclasses.fields(kind)}
+    if unknown:
+        raise ValueError(f"{family} configs have no fields {sorted(unknown)}")
+    try:
+        return kind(**fields)
+    except TypeError as err:  # a required field is missing
+        raise ValueError(f"{family} config: {err}") from None

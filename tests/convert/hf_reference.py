@@ -8,6 +8,8 @@ import numpy as np
 import torch
 from transformers import Gemma2Config, Gemma2ForCausalLM, GPTNeoXConfig, GPTNeoXForCausalLM
 
+from c2s_jax.convert.safetensors_io import CheckpointReader
+
 GEMMA2_TINY = dict(
     vocab_size=97,
     hidden_size=48,
@@ -44,22 +46,23 @@ def _randomize(model: torch.nn.Module, seed: int) -> None:
                 p.copy_(offset + 0.2 * torch.randn(p.shape, generator=gen))
 
 
-def gemma2(path: Path, seed: int = 0, dtype: torch.dtype = torch.float32, **overrides):
-    """A random Gemma2ForCausalLM saved to ``path``; returns the (eval-mode) torch model."""
-    cfg = Gemma2Config(**{**GEMMA2_TINY, **overrides}, attn_implementation="eager")
-    model = Gemma2ForCausalLM(cfg).eval()
+def _saved(model_class, config, path: Path, seed: int, dtype: torch.dtype):
+    model = model_class(config).eval()
     _randomize(model, seed)
     model.to(dtype).save_pretrained(path)
     return model
+
+
+def gemma2(path: Path, seed: int = 0, dtype: torch.dtype = torch.float32, **overrides):
+    """A random Gemma2ForCausalLM saved to ``path``; returns the (eval-mode) torch model."""
+    cfg = Gemma2Config(**{**GEMMA2_TINY, **overrides}, attn_implementation="eager")
+    return _saved(Gemma2ForCausalLM, cfg, path, seed, dtype)
 
 
 def pythia(path: Path, seed: int = 0, dtype: torch.dtype = torch.float32, **overrides):
     """A random GPTNeoXForCausalLM saved to ``path``; returns the (eval-mode) torch model."""
     cfg = GPTNeoXConfig(**{**PYTHIA_TINY, **overrides}, attn_implementation="eager")
-    model = GPTNeoXForCausalLM(cfg).eval()
-    _randomize(model, seed)
-    model.to(dtype).save_pretrained(path)
-    return model
+    return _saved(GPTNeoXForCausalLM, cfg, path, seed, dtype)
 
 
 def logits(model: torch.nn.Module, tokens: np.ndarray, **kwargs) -> np.ndarray:
@@ -84,3 +87,13 @@ def assert_close(ours, ref: np.ndarray, rel: float = 1e-4) -> None:
     assert ours.shape == ref.shape
     err, scale = np.abs(ours - ref).max(), np.abs(ref).max()
     assert err <= rel * scale, f"max abs diff {err:.3g} > {rel} x logit scale {scale:.3g}"
+
+
+def assert_same_tensors(dir_a: Path, dir_b: Path) -> None:
+    """Both HF checkpoint directories hold the same tensors, bit for bit."""
+    a, b = CheckpointReader(dir_a), CheckpointReader(dir_b)
+    assert sorted(a.names()) == sorted(b.names())
+    for name in a.names():
+        x, y = a.read(name), b.read(name)
+        assert (x.dtype, x.shape) == (y.dtype, y.shape), name
+        assert x.tobytes() == y.tobytes(), f"{name} differs"

@@ -11,18 +11,9 @@ from flax import nnx
 from transformers import AutoModelForCausalLM
 
 from c2s_jax.convert import export_hf, load_hf
-from c2s_jax.convert.safetensors_io import INDEX_FILE, SINGLE_FILE, CheckpointReader
+from c2s_jax.convert.safetensors_io import INDEX_FILE, SINGLE_FILE
 from c2s_jax.models import build_model, get_config
 from tests.convert import hf_reference as ref
-
-
-def assert_same_tensors(dir_a, dir_b):
-    a, b = CheckpointReader(dir_a), CheckpointReader(dir_b)
-    assert sorted(a.names()) == sorted(b.names())
-    for name in a.names():
-        x, y = a.read(name), b.read(name)
-        assert (x.dtype, x.shape) == (y.dtype, y.shape), name
-        assert x.tobytes() == y.tobytes(), f"{name} differs"
 
 
 @pytest.mark.parametrize(
@@ -34,7 +25,7 @@ def test_hf_ours_hf_is_bit_exact(family, torch_dtype, dtype, tmp_path):
     getattr(ref, family)(src, dtype=torch_dtype)
     model, _ = load_hf(src, dtype="float32")
     export_hf(model, out, dtype=dtype)
-    assert_same_tensors(src, out)
+    ref.assert_same_tensors(src, out)
     assert json.loads((out / "config.json").read_text())["dtype"] == dtype
 
 
@@ -47,7 +38,7 @@ def test_sharded_checkpoints_both_ways(tmp_path):
     export_hf(model, out, max_shard_bytes=50_000)
     shards = sorted(out.glob("model-*-of-*.safetensors"))
     assert len(shards) > 2 and (out / INDEX_FILE).is_file()
-    assert_same_tensors(src, out)
+    ref.assert_same_tensors(src, out)
     reloaded = AutoModelForCausalLM.from_pretrained(out, attn_implementation="eager").eval()
     tokens = np.random.default_rng(0).integers(0, 97, (1, 10))
     np.testing.assert_array_equal(ref.logits(reloaded, tokens), ref.logits(torch_model, tokens))

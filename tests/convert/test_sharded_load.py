@@ -1,4 +1,5 @@
-"""Loading onto a device mesh: each tensor lands on the sharding its logical axes ask for.
+"""Loading onto a device mesh, from HF safetensors and from our orbax checkpoints: each
+tensor lands on the sharding its logical axes ask for.
 
 Runs in a subprocess because the 8 virtual CPU devices must be configured before JAX
 starts, and this test process already started it with one.
@@ -20,7 +21,7 @@ SCRIPT = textwrap.dedent(
     import sys
     import jax, jax.numpy as jnp, numpy as np
     from jax.sharding import AxisType, PartitionSpec as P
-    from c2s_jax.convert import load_hf
+    from c2s_jax.convert import load_flax, load_hf, save_flax
 
     assert jax.device_count() == 8
     mesh = jax.make_mesh((2, 4), ("fsdp", "tensor"), axis_types=(AxisType.Auto,) * 2)
@@ -40,19 +41,27 @@ SCRIPT = textwrap.dedent(
     tokens = jnp.asarray(np.random.default_rng(0).integers(0, 512, (2, 12)))
     forward = jax.jit(lambda m, x: m(x))
     np.testing.assert_allclose(forward(sharded, tokens), forward(single, tokens), atol=1e-5)
+
+    # Saved sharded, restored under other rules: orbax reshards while reading.
+    save_flax(sharded, sys.argv[2])
+    restored, _ = load_flax(sys.argv[2], mesh, rules=[("heads", "fsdp"), ("mlp", "tensor")])
+    wq = restored.layers.attn.wq[...]
+    assert wq.sharding.spec == P(None, None, "fsdp", None)
+    np.testing.assert_array_equal(wq, single.layers.attn.wq[...])
+    assert restored.layers.mlp.w_up[...].sharding.spec == P(None, None, "tensor")
     print("ok")
     """
 )
 
 
-def test_load_onto_8_device_mesh(tmp_path):
+def test_load_and_restore_onto_8_device_mesh(tmp_path):
     model = build_model(get_config("gemma2_tiny", dtype="float32"), rngs=nnx.Rngs(0))
     export_hf(model, tmp_path / "ckpt")
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
     env["JAX_PLATFORMS"] = "cpu"
     repo = Path(__file__).resolve().parents[2]
     result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tmp_path / "ckpt")],
+        [sys.executable, "-c", SCRIPT, str(tmp_path / "ckpt"), str(tmp_path / "flax")],
         env=env,
         cwd=repo,
         capture_output=True,

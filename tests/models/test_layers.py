@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from c2s_jax.models import layers
+from c2s_jax.models import decoder, layers
 
 
 def test_rmsnorm_formula():
@@ -80,6 +80,6 @@ def test_softcap_bounds_and_keeps_small_values():
 
 def test_unknown_remat_policy_is_rejected():
     with pytest.raises(ValueError, match="unknown remat policy 'some'"):
-        layers.run_layers(
+        decoder.run_layers(
             None, None, None, positions=None, segment_ids=None, cache=None, remat="some"
         )

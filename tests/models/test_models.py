@@ -61,7 +61,7 @@ def test_padding_rows_stay_finite_and_do_not_leak(model):
 
 
 @pytest.mark.parametrize("name", FAMILIES)
-def test_remat_keeps_loss_and_grads(name):
+def test_remat_and_unrolling_keep_loss_and_grads(name):
     x = tokens_BT()
 
     @nnx.jit
@@ -69,9 +69,9 @@ def test_remat_keeps_loss_and_grads(name):
         return nnx.value_and_grad(lambda m: jnp.mean(jax.nn.log_softmax(m(x))[..., 0]))(model)
 
     loss, grads = loss_and_grads(build_model(tiny_config(name), rngs=nnx.Rngs(0)))
-    for remat in ["full", "dots"]:
-        remat_model = build_model(tiny_config(name, remat=remat), rngs=nnx.Rngs(0))
-        loss_r, grads_r = loss_and_grads(remat_model)
+    for variant in [dict(remat="full"), dict(remat="dots"), dict(scan_layers=False)]:
+        other = build_model(tiny_config(name, **variant), rngs=nnx.Rngs(0))
+        loss_r, grads_r = loss_and_grads(other)
         assert float(loss) == pytest.approx(float(loss_r), rel=1e-6)
         for g, g_r in zip(jax.tree.leaves(grads), jax.tree.leaves(grads_r), strict=True):
             np.testing.assert_allclose(g, g_r, rtol=1e-4, atol=1e-7)

@@ -1,0 +1,135 @@
+"""What the decoder families share: the stack of layers, how it runs (scanned or
+unrolled, with a remat policy), and the language-model call around it.
+
+Shape letters as in :mod:`c2s_jax.models.layers`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from c2s_jax.models.einsum import PROJECTION
+from c2s_jax.models.layers import KVCache, token_layout
+
+REMAT_POLICIES: dict[str, Callable[..., bool] | None] = {
+    "none": None,
+    "full": jax.checkpoint_policies.nothing_saveable,
+    # Matmul outputs: the attention einsums, and the projections (whose custom gradient
+    # hides their dot from the stock policy).
+    "dots": jax.checkpoint_policies.save_from_both_policies(
+        jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+        jax.checkpoint_policies.save_only_these_names(PROJECTION),
+    ),
+}
+
+
+def stack_layers(
+    make_layer: Callable[[nnx.Rngs], nnx.Module], num_layers: int, rngs: nnx.Rngs
+) -> nnx.Module:
+    """``num_layers`` independently initialised layers as one module whose parameters
+    have a leading ``layers`` axis, ready for :func:`run_layers`."""
+
+    @nnx.split_rngs(splits=num_layers)
+    @nnx.vmap(in_axes=0, out_axes=0, transform_metadata={nnx.PARTITION_NAME: "layers"})
+    def make(layer_rngs: nnx.Rngs) -> nnx.Module:
+        return make_layer(layer_rngs)
+
+    return make(rngs)
+
+
+def run_layers(
+    stack: nnx.Module,
+    x_BTD: jax.Array,
+    windows_L: jax.Array,
+    *,
+    positions: jax.Array | None,
+    segment_ids: jax.Array | None,
+    cache: KVCache | None,
+    remat: str,
+    scan: bool = True,
+) -> tuple[jax.Array, KVCache | None]:
+    """Runs the stacked layers in order with one traced body.
+
+    Each layer is called as ``layer(x_BTD, layout, window, kv)`` with its slice of
+    ``windows_L`` and of the cache, and returns ``(x_BTD, kv)``. ``positions`` and
+    ``segment_ids`` are as in :func:`~c2s_jax.models.layers.token_layout`; ``remat``
+    names a policy in :data:`REMAT_POLICIES`.
+
+    With ``scan`` the compiled program loops over the layers, so compile time does not
+    grow with depth. Without it XLA gets the layers unrolled: each layer's window becomes
+    a constant and the backward pass reads activations directly instead of slicing them
+    out of per-layer stacks, which makes a step of a small model markedly faster on a CPU
+    at the price of compile time proportional to depth.
+
+    Returns the output and the updated cache (None without one).
+    """
+    if remat not in REMAT_POLICIES:
+        raise ValueError(f"unknown remat policy {remat!r}; choose from {list(REMAT_POLICIES)}")
+    B, T, _ = x_BTD.shape
+    layout, cache = token_layout(B, T, positions, segment_ids, cache)
+
+    def body(layer, x_BTD, window, kv):
+        return layer(x_BTD, layout, window, kv)
+
+    if remat != "none":
+        body = nnx.remat(body, policy=REMAT_POLICIES[remat], prevent_cse=False)
+    scanned = nnx.scan(
+        body, in_axes=(0, nnx.Carry, 0, 0), out_axes=(nnx.Carry, 0), unroll=1 if scan else True
+    )
+    kv_LBSKH = None if cache is None else (cache.k, cache.v)
+    x_BTD, kv_LBSKH = scanned(stack, x_BTD, windows_L, kv_LBSKH)
+    if cache is not None:
+        cache = dataclasses.replace(cache, k=kv_LBSKH[0], v=kv_LBSKH[1])
+    return x_BTD, cache
+
+
+class DecoderLM(nnx.Module):
+    """A causal language model: embed, run the layer stack, normalise, project to logits.
+
+    A family sets ``config`` (with ``layer_windows``, ``remat`` and ``scan_layers``),
+    ``layers`` (from :func:`stack_layers`) and ``final_norm``, and defines
+    ``embed_tokens(tokens_BT) -> x_BTD`` (compute dtype) and ``logits(x_BTD) -> logits_BTV``
+    (float32, from the final-normed activations).
+    """
+
+    config: Any
+    layers: nnx.Module
+    final_norm: nnx.Module
+
+    def init_cache(self, batch: int, max_len: int, dtype: str | None = None) -> KVCache:
+        """An empty KV cache of ``max_len`` slots (default dtype: the compute dtype)."""
+        return KVCache.init(self.config, batch, max_len, dtype)
+
+    def __call__(
+        self,
+        tokens_BT: jax.Array,
+        *,
+        positions: jax.Array | None = None,
+        segment_ids: jax.Array | None = None,
+        cache: KVCache | None = None,
+    ) -> jax.Array | tuple[jax.Array, KVCache]:
+        """Logits [B, T, V] (float32) for int ``tokens_BT``.
+
+        ``positions`` [B, T] and ``segment_ids`` [B, T] (0 = padding) describe packed or
+        padded rows; tokens only attend within their segment. With ``cache`` the tokens
+        continue the cached sequence and the result is ``(logits, updated_cache)``.
+        """
+        cfg = self.config
+        x_BTD, cache = run_layers(
+            self.layers,
+            self.embed_tokens(tokens_BT),
+            jnp.asarray(cfg.layer_windows, jnp.int32),
+            positions=positions,
+            segment_ids=segment_ids,
+            cache=cache,
+            remat=cfg.remat,
+            scan=cfg.scan_layers,
+        )
+        logits_BTV = self.logits(self.final_norm(x_BTD))
+        return logits_BTV if cache is None else (logits_BTV, cache)

@@ -88,7 +88,7 @@ def make_train_step(
         metrics = {
             "loss": aux["ce_sum"] / tokens,
             "z_loss": aux["z_sum"] / tokens,
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
             "learning_rate": schedule(state.step),
             "tokens": aux["tokens"],
             "batch_tokens": jnp.sum(batch["segment_ids"] > 0),

@@ -18,14 +18,13 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from report import update_section
+from report import run_worker, update_section
 
 SHAPES = ((1, 64), (4, 256), (8, 512))
 FAMILIES = ("gemma2", "pythia")
@@ -141,13 +140,6 @@ def worker_ours(family: str, ckpt_dir: str, steps: int, scan_layers: bool) -> di
     return results
 
 
-def run_worker(*argv: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--worker", *argv], capture_output=True, text=True, check=True
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3, help="fresh processes per side")
@@ -171,9 +163,11 @@ def main() -> None:
             for family in FAMILIES:
                 ckpt = str(Path(tmp) / family)
                 steps = str(args.steps)
-                sides = {"torch": run_worker("torch", family, ckpt, "-", "--steps", steps)}
+                sides = {
+                    "torch": run_worker(__file__, "torch", family, ckpt, "-", "--steps", steps)
+                }
                 for scan in ("unrolled", "scan"):
-                    sides[scan] = run_worker("ours", family, ckpt, scan, "--steps", steps)
+                    sides[scan] = run_worker(__file__, "ours", family, ckpt, scan, "--steps", steps)
                 for side, result in sides.items():
                     runs.setdefault((family, side), []).append(result)
                 print(f"repeat {repeat + 1}/{args.repeats} {family} done", flush=True)

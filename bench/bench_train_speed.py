@@ -13,14 +13,13 @@ median over `--repeats` processes of each process's median step.
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_model_speed import FAMILIES, SMALL, hf_model, timed_steps, tokens
-from report import update_section
+from report import run_worker, update_section
 
 SHAPES = ((4, 256), (8, 512))
 
@@ -103,13 +102,6 @@ def worker_ours(family: str, ckpt_dir: str, steps: int) -> dict:
     return results
 
 
-def run_worker(*argv: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--worker", *argv], capture_output=True, text=True, check=True
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2)
@@ -127,7 +119,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as ckpt:
             for _ in range(args.repeats):
                 for side in ("torch", "ours"):
-                    runs[side].append(run_worker(side, family, ckpt, "--steps", str(args.steps)))
+                    runs[side].append(
+                        run_worker(__file__, side, family, ckpt, "--steps", str(args.steps))
+                    )
         for batch, seq in SHAPES:
             key = f"{batch}x{seq}"
             torch_s = statistics.median(r[key]["seconds"] for r in runs["torch"])

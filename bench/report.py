@@ -1,10 +1,13 @@
 """Shared by the benchmarks: machine description, medians, and BENCHMARKS.md sections."""
 
 import datetime
+import json
 import os
 import platform
 import re
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +37,18 @@ def median_seconds(run: Callable[[], object], repeats: int) -> tuple[float, list
         run()
         times.append(time.perf_counter() - began)
     return statistics.median(times), times
+
+
+def run_worker(script: str, *argv: str) -> dict:
+    """Runs `script --worker ARGV...` in a fresh interpreter; returns its last line as JSON.
+
+    A fresh process per measurement keeps one framework's threads and caches from slowing
+    the other.
+    """
+    out = subprocess.run(
+        [sys.executable, script, "--worker", *argv], capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def update_section(name: str, markdown: str) -> None:

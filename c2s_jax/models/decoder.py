@@ -106,6 +106,29 @@ class DecoderLM(nnx.Module):
         """An empty KV cache of ``max_len`` slots (default dtype: the compute dtype)."""
         return KVCache.init(self.config, batch, max_len, dtype)
 
+    def hidden_states(
+        self,
+        tokens_BT: jax.Array,
+        *,
+        positions: jax.Array | None = None,
+        segment_ids: jax.Array | None = None,
+        cache: KVCache | None = None,
+    ) -> tuple[jax.Array, KVCache | None]:
+        """The final-normed hidden states [B, T, D] (compute dtype) that the unembedding
+        reads, and the updated cache (None without one). Arguments as in ``__call__``."""
+        cfg = self.config
+        x_BTD, cache = run_layers(
+            self.layers,
+            self.embed_tokens(tokens_BT),
+            jnp.asarray(cfg.layer_windows, jnp.int32),
+            positions=positions,
+            segment_ids=segment_ids,
+            cache=cache,
+            remat=cfg.remat,
+            scan=cfg.scan_layers,
+        )
+        return self.final_norm(x_BTD), cache
+
     def __call__(
         self,
         tokens_BT: jax.Array,
@@ -120,16 +143,8 @@ class DecoderLM(nnx.Module):
         padded rows; tokens only attend within their segment. With ``cache`` the tokens
         continue the cached sequence and the result is ``(logits, updated_cache)``.
         """
-        cfg = self.config
-        x_BTD, cache = run_layers(
-            self.layers,
-            self.embed_tokens(tokens_BT),
-            jnp.asarray(cfg.layer_windows, jnp.int32),
-            positions=positions,
-            segment_ids=segment_ids,
-            cache=cache,
-            remat=cfg.remat,
-            scan=cfg.scan_layers,
+        x_BTD, new_cache = self.hidden_states(
+            tokens_BT, positions=positions, segment_ids=segment_ids, cache=cache
         )
-        logits_BTV = self.logits(self.final_norm(x_BTD))
-        return logits_BTV if cache is None else (logits_BTV, cache)
+        logits_BTV = self.logits(x_BTD)
+        return logits_BTV if cache is None else (logits_BTV, new_cache)

@@ -1,0 +1,1 @@
+"""Reinforcement learning on verifiable rewards: reward functions and the GRPO objective."""

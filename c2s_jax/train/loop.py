@@ -8,6 +8,7 @@ which Cloud TPU sends before preemption, saves at the current step and returns c
 import dataclasses
 import json
 import logging
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ from tqdm.auto import tqdm
 
 from c2s_jax import parallel
 from c2s_jax.atomic_write import write_text_atomic
+from c2s_jax.model_bundle import EXPORTS_DIR, export_bundle
 from c2s_jax.train.checkpoints import Checkpoints
 from c2s_jax.train.data import batch_sources, to_global
 from c2s_jax.train.flops import peak_flops, train_flops_per_token
@@ -167,6 +169,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> TrainResult:
         checkpoints.close()
         writer.close()
 
+    if step == cfg.train.steps and not preemption.requested:
+        _export(cfg, parts, state, workdir_path, step)
+
     result = TrainResult(
         workdir=str(workdir_path),
         step=step,
@@ -181,6 +186,32 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> TrainResult:
             workdir_path / "result.json", json.dumps(dataclasses.asdict(result), indent=1)
         )
     return result
+
+
+def _export(cfg, parts, state, workdir: Path, step: int) -> None:
+    """Writes the finished model as a bundle (adapters merged) that `c2s generate`,
+    `c2s eval` and `c2s grpo` load, and drops older exports."""
+    if jax.process_count() > 1:
+        # A bundle is written by one process from host memory; a multi-host run keeps its
+        # orbax train checkpoint, which a single host can restore and export.
+        log.info("multi-host run: no bundle export (the train checkpoint is kept)")
+        return
+    target = workdir / EXPORTS_DIR / f"step_{step:07d}"
+    if target.exists():
+        return
+    tokenizer_path, family, corpus = None, "c2s", {}
+    if cfg.data.source == "corpus":
+        from c2s_jax.data.records import read_metadata  # tensorflow-datasets: only this path
+
+        corpus = read_metadata(cfg.data.corpus_dir)
+        corpus["corpus_dir"] = str(Path(cfg.data.corpus_dir).absolute())
+        tokenizer_path = Path(cfg.data.corpus_dir) / corpus["tokenizer"]["path"]
+        family = corpus["tokenizer"]["family"]
+    export_bundle(parts.model(state.params, parts.frozen), target, tokenizer_path, family, corpus)
+    for older in (workdir / EXPORTS_DIR).glob("step_*"):
+        if older != target:
+            shutil.rmtree(older, ignore_errors=True)
+    log.info("exported the model to %s", target)
 
 
 def _check_finite(pending: list[tuple[int, jax.Array]], last_good: int | None, where: Path) -> None:

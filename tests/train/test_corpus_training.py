@@ -3,23 +3,10 @@
 import numpy as np
 import pytest
 
-from c2s_jax.config_loading import load_config
+from c2s_jax.model_bundle import load_bundle
 from c2s_jax.train.loop import train
-from tests.data.corpus_helpers import pbmc_corpus
-from tests.train.conftest import ROOT, losses
-
-PBMC = ROOT / "configs" / "train" / "gemma2_pbmc68k.py"
-SMALL = (
-    "data.batch_size=4",
-    "data.seq_len=256",
-    "data.eval_batches=1",
-    "train.steps=60",
-    "train.log_every=1",
-    "train.eval_every=60",
-    "train.checkpoint_every=60",
-    "optimizer.warmup_steps=5",
-    "optimizer.learning_rate=1e-2",
-)
+from tests.train.conftest import losses
+from tests.trained_model import pbmc_run, pbmc_train_config, pbmc_workdir
 
 
 @pytest.mark.parametrize(
@@ -35,9 +22,13 @@ SMALL = (
     ids=["gemma2", "pythia"],
 )
 def test_loss_falls_on_the_pbmc_corpus(model, tmp_path):
-    cfg = load_config(PBMC, [*SMALL, f"data.corpus_dir='{pbmc_corpus()}'", *model])
-    result = train(cfg, tmp_path)
-    curve = losses(tmp_path)
+    if model:
+        workdir = tmp_path
+        result = train(pbmc_train_config(*model), workdir)
+    else:
+        result = pbmc_run()  # the shared run: trained once for every test that needs it
+        workdir = pbmc_workdir()
+    curve = losses(workdir)
     # From ~ln(vocabulary) at initialization to well below it: more than a nat lower.
     assert np.mean([curve[s] for s in range(51, 61)]) < curve[1] - 1.0, curve
     assert set(result.eval_task_loss) <= {
@@ -48,3 +39,12 @@ def test_loss_falls_on_the_pbmc_corpus(model, tmp_path):
         "question_answering",
     }
     assert result.eval_task_loss
+
+
+def test_a_finished_run_exports_a_bundle_with_tokenizer_and_corpus_facts():
+    bundle = load_bundle(pbmc_workdir())
+    assert bundle.path.name == "step_0000060"
+    assert bundle.tokenizer.family == "c2s"
+    dataset = bundle.dataset()
+    assert len(dataset["genes"]) == 765 and "slope" in dataset["inverse_fit"]
+    assert bundle.config.num_layers == 4

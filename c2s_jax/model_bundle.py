@@ -1,0 +1,168 @@
+"""A trained model with everything needed to use it: weights, tokenizer, corpus facts.
+
+A bundle is a directory holding an orbax model checkpoint (``model_config.json`` and
+``params/``, see :mod:`c2s_jax.convert.orbax_io`), the SentencePiece ``tokenizer.model``
+and ``c2s_model.json``: the tokenizer family and the corpus metadata that generation and
+evaluation need (gene symbols, inverse-transform fit, task names, corpus location). The
+trainer writes one at the end of a run under ``WORKDIR/exports/step_NNNNNNN``; anything
+that takes a bundle also takes the training workdir and uses its newest export.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from jax.sharding import Mesh
+
+from c2s_jax import parallel
+from c2s_jax.convert.atomic_dir import atomic_directory
+from c2s_jax.convert.orbax_io import CONFIG_FILE, load_flax, save_flax
+from c2s_jax.data.tokenizer import Tokenizer
+from c2s_jax.errors import InputError
+
+BUNDLE_FILE = "c2s_model.json"
+TOKENIZER_FILE = "tokenizer.model"
+EXPORTS_DIR = "exports"
+_STEP_DIR = re.compile(r"step_(\d+)$")
+
+
+@dataclasses.dataclass
+class Bundle:
+    """A loaded bundle.
+
+    Attributes:
+      model: the model (Gemma-2 or Pythia), parameters on the requested mesh.
+      config: its config.
+      tokenizer: the tokenizer the model was trained with.
+      corpus: the corpus metadata (``corpus.json`` of ``c2s corpus build``), or {} for a
+        model trained without a corpus.
+      path: the bundle directory.
+    """
+
+    model: Any
+    config: Any
+    tokenizer: Tokenizer
+    corpus: dict
+    path: Path
+
+    def dataset(self, name: str | None = None) -> dict:
+        """One dataset's metadata (genes, inverse_fit, ...); the only one when unnamed."""
+        datasets = self.corpus.get("datasets", {})
+        if not datasets:
+            raise InputError(f"{self.path}: the model was trained without a cell corpus")
+        if name is None:
+            if len(datasets) > 1:
+                raise InputError(f"{self.path}: name one dataset of {sorted(datasets)}")
+            return next(iter(datasets.values()))
+        if name not in datasets:
+            raise InputError(f"{self.path}: no dataset '{name}'; it has {sorted(datasets)}")
+        return datasets[name]
+
+
+def export_bundle(
+    model: Any, out_dir: str | Path, tokenizer_path: str | Path | None, family: str, corpus: dict
+) -> Path:
+    """Writes a bundle directory (atomically: it appears complete or not at all).
+
+    Args:
+      model: the model to save (adapters already merged).
+      out_dir: a missing or empty directory.
+      tokenizer_path: the SentencePiece model to copy in, or None (no tokenizer).
+      family: the tokenizer family ('gemma', 'pythia' or 'c2s').
+      corpus: corpus metadata to keep beside the weights.
+
+    Returns:
+      ``out_dir`` as an absolute Path.
+    """
+    out = Path(out_dir).absolute()
+    with atomic_directory(out) as tmp:
+        save_flax(model, tmp / "model")
+        for item in (tmp / "model").iterdir():
+            item.rename(tmp / item.name)
+        (tmp / "model").rmdir()
+        if tokenizer_path is not None:
+            shutil.copyfile(tokenizer_path, tmp / TOKENIZER_FILE)
+        description = {"tokenizer_family": family, "corpus": corpus}
+        (tmp / BUNDLE_FILE).write_text(json.dumps(description, indent=1))
+    return out
+
+
+def newest_export(workdir: str | Path) -> Path | None:
+    """The newest ``exports/step_N`` bundle of a training workdir, or None."""
+    exports = Path(workdir) / EXPORTS_DIR
+    steps = [
+        (int(m.group(1)), p)
+        for p in exports.glob("step_*")
+        if (m := _STEP_DIR.search(p.name)) and (p / BUNDLE_FILE).exists()
+    ]
+    return max(steps)[1] if steps else None
+
+
+def resolve(path: str | Path) -> Path:
+    """The bundle directory meant by ``path``: a bundle, or a training workdir."""
+    path = Path(path)
+    if (path / BUNDLE_FILE).exists():
+        return path
+    export = newest_export(path)
+    if export is not None:
+        return export
+    if (path / CONFIG_FILE).exists():
+        raise InputError(
+            f"{path}: a model checkpoint without {BUNDLE_FILE}; pass the tokenizer with "
+            "--tokenizer FILE --tokenizer-family gemma|pythia|c2s"
+        )
+    raise InputError(
+        f"{path}: neither a model bundle ({BUNDLE_FILE}) nor a training workdir with "
+        f"{EXPORTS_DIR}/; train with `c2s train` (it exports at the end of the run)"
+    )
+
+
+def load_bundle(
+    path: str | Path,
+    *,
+    mesh: Mesh | None = None,
+    rules: parallel.Rules = (),
+    tokenizer: str | Path | None = None,
+    tokenizer_family: str | None = None,
+    **config_overrides: Any,
+) -> Bundle:
+    """Loads a bundle (or a workdir's newest export, or a bare model checkpoint plus a
+    tokenizer given here).
+
+    Args:
+      path: bundle directory, training workdir, or a ``c2s convert hf2flax`` directory.
+      mesh, rules: where the parameters go, as in :func:`c2s_jax.convert.load_flax`.
+      tokenizer, tokenizer_family: a SentencePiece model to use instead of the bundle's
+        (required for a bare checkpoint).
+      **config_overrides: model config fields that keep parameter shapes (e.g. dtype).
+    """
+    path = Path(path)
+    if tokenizer is not None and (path / CONFIG_FILE).exists():
+        bundle_dir, description = path, {}
+        if (path / BUNDLE_FILE).exists():
+            description = json.loads((path / BUNDLE_FILE).read_text())
+    else:
+        bundle_dir = resolve(path)
+        description = json.loads((bundle_dir / BUNDLE_FILE).read_text())
+    family = tokenizer_family or description.get("tokenizer_family")
+    tokenizer_file = Path(tokenizer) if tokenizer is not None else bundle_dir / TOKENIZER_FILE
+    if not tokenizer_file.exists():
+        raise InputError(
+            f"{bundle_dir}: no {TOKENIZER_FILE} (the model was trained on synthetic tokens); "
+            "pass --tokenizer FILE --tokenizer-family gemma|pythia|c2s"
+        )
+    if family is None:
+        raise InputError(f"{bundle_dir}: name the tokenizer family with --tokenizer-family")
+    model, config = load_flax(bundle_dir, mesh, rules=rules, **config_overrides)
+    return Bundle(
+        model=model,
+        config=config,
+        tokenizer=Tokenizer(tokenizer_file, family),
+        corpus=description.get("corpus", {}),
+        path=bundle_dir,
+    )

@@ -34,3 +34,29 @@ def plot_inverse_fit(cells: Sequence[np.ndarray], fit: InverseFit, path: str | o
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
     plt.close(fig)
+
+
+def plot_embedding(
+    coords: np.ndarray, labels: Sequence[str], title: str, path: str | os.PathLike
+) -> None:
+    """A 2-D map of cells (e.g. UMAP or PCA of embeddings), one color per label.
+
+    Args:
+      coords: [n, 2] coordinates.
+      labels: [n] label of each cell.
+      title: names the embedding and the projection.
+      path: the .png to write.
+    """
+    labels = np.asarray(labels, dtype=str)
+    fig, ax = plt.subplots(figsize=(7, 5.5), dpi=120)
+    for name in sorted(set(labels)):
+        at = labels == name
+        ax.scatter(coords[at, 0], coords[at, 1], s=6, alpha=0.8, label=f"{name} ({at.sum()})")
+    ax.set_title(title)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)

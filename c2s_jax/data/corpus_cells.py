@@ -82,7 +82,7 @@ def load_dataset(spec: DatasetSpec, split_spec: SplitSpec, seed: int, neighbors:
       seed: corpus seed (tie-breaks and split order).
       neighbors: spatial neighbors per cell (when the dataset has coordinates).
     """
-    adata = _open(spec)
+    adata = open_dataset(spec)
     sentences = cell_sentences(
         adata,
         obs_keys=list(dict.fromkeys([*spec.obs_keys(), *split_spec.by])),
@@ -139,7 +139,8 @@ def load_dataset(spec: DatasetSpec, split_spec: SplitSpec, seed: int, neighbors:
     )
 
 
-def _open(spec: DatasetSpec) -> anndata.AnnData | str:
+def open_dataset(spec: DatasetSpec) -> anndata.AnnData | str:
+    """The dataset's AnnData (embedded, or backed when obsm/uns are needed), else its path."""
     if spec.path == EMBEDDED_PBMC:
         from c2s_jax.data.embedded import pbmc68k_counts
 

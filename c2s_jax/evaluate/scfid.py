@@ -3,7 +3,10 @@
 FID = |mu1 - mu2|^2 + tr S1 + tr S2 - 2 tr sqrt(S1 S2). The trace of the matrix square
 root is taken through symmetric eigendecompositions only: S1 S2 is similar to the
 symmetric positive semi-definite matrix S1^1/2 S2 S1^1/2, whose eigenvalues are those of
-S1 S2, so tr sqrt(S1 S2) is the sum of their square roots. Symmetric eigh runs on every
+S1 S2, so tr sqrt(S1 S2) is the sum of their square roots. When S1 is positive definite
+its Cholesky factor L (S1 = L L^T) gives the same eigenvalues from L^T S2 L at a fraction
+of the cost of a second eigendecomposition; a rank-deficient S1 (fewer cells than
+dimensions) takes the S1^1/2 route. Symmetric eigh runs on every
 JAX backend (CPU, GPU, TPU); the general eigendecomposition does not run on TPU, and the
 Schur form behind scipy.linalg.sqrtm runs on the host only.
 """
@@ -32,7 +35,12 @@ def gaussian_moments(x_ND: jax.Array) -> tuple[jax.Array, jax.Array]:
     """
     mean_D = jnp.mean(x_ND, axis=0)
     centered_ND = x_ND - mean_D
-    cov_DD = jnp.matmul(centered_ND.T, centered_ND, precision=_FULL) / (x_ND.shape[0] - 1)
+    # Contracting the row axis of both operands directly lets XLA's CPU GEMM read the
+    # matrix as stored; an explicit transpose first costs a copy and a slower kernel.
+    gram_DD = jax.lax.dot_general(
+        centered_ND, centered_ND, (((0,), (0,)), ((), ())), precision=_FULL
+    )
+    cov_DD = gram_DD / (x_ND.shape[0] - 1)
     return mean_D, cov_DD
 
 
@@ -55,10 +63,16 @@ def frechet_distance_from_moments(
       A scalar in the input dtype, clipped at 0 (rounding can push the distance between
       near-identical moments slightly below zero).
     """
-    sqrt1_DD = _psd_sqrt(cov1_DD)
-    sandwich_DD = jnp.matmul(
-        jnp.matmul(sqrt1_DD, cov2_DD, precision=_FULL), sqrt1_DD, precision=_FULL
+    # L^T S2 L and S1^1/2 S2 S1^1/2 are both similar to S1 S2: the same eigenvalues.
+    chol_DD = jnp.linalg.cholesky(cov1_DD)
+    factor_DD = jax.lax.cond(
+        jnp.all(jnp.isfinite(chol_DD)) & jnp.all(jnp.diagonal(chol_DD) > 0),
+        lambda: chol_DD,
+        lambda: _psd_sqrt(cov1_DD),
     )
+    # factor^T S2 factor; contracting the first axes reads the factor without a transpose.
+    left_DD = jax.lax.dot_general(factor_DD, cov2_DD, (((0,), (0,)), ((), ())), precision=_FULL)
+    sandwich_DD = jnp.matmul(left_DD, factor_DD, precision=_FULL)
     # eigvalsh symmetrizes its input, which removes the asymmetry the products left behind.
     trace_sqrt = jnp.sum(jnp.sqrt(jnp.clip(jnp.linalg.eigvalsh(sandwich_DD), 0.0)))
     diff_D = mean1_D - mean2_D

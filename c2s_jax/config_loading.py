@@ -37,7 +37,10 @@ def load_config(
         raise InputError(f"{path}: cannot be imported ({type(err).__name__}: {err})") from err
     if not hasattr(module, "get_config"):
         raise InputError(f"{path}: defines no get_config()")
-    config = module.get_config()
+    try:
+        config = module.get_config()
+    except Exception as err:  # the user's file: report where it failed
+        raise InputError(f"{path}: get_config() failed ({type(err).__name__}: {err})") from err
     for override in overrides:
         apply_override(config, override, path)
     return config

@@ -2,7 +2,8 @@
 
 1. data: pbmc68k counts -> h5ad -> cell sentences -> inverse fit -> reconstruction (PNG);
 2. corpus: the multi-task pbmc68k corpus with a gene-aware tokenizer (ArrayRecord);
-3. training: a small Gemma-2 on that corpus, checkpointed; rerunning resumes.
+3. training: a small Gemma-2 on that corpus, checkpointed; rerunning resumes;
+4. evaluation: annotation, generation (scFID, ...) and their baselines -> report.md + PNGs.
 """
 
 import warnings
@@ -20,6 +21,7 @@ from c2s_jax.data.inverse import InverseFit, reconstruct
 from c2s_jax.data.normalization import log1p10_normalize
 from c2s_jax.data.records import build_corpus
 from c2s_jax.data.sentence_files import read_sentences, write_sentences
+from c2s_jax.evaluate.run import run_evaluation, summary_lines
 from c2s_jax.plots import plot_inverse_fit
 from c2s_jax.train.loop import train
 
@@ -33,12 +35,15 @@ CORPUS_OVERRIDES = (
 )
 
 
-def run_main_job(workdir: str, train_overrides: tuple[str, ...] = ()) -> dict:
-    """Data stage, corpus and training in `workdir`; prints where everything is.
+def run_main_job(
+    workdir: str, train_overrides: tuple[str, ...] = (), evaluate: bool = True
+) -> dict:
+    """Data stage, corpus, training and evaluation in `workdir`; prints where everything is.
 
     Args:
       workdir: output folder (created); rerunning resumes the training there.
       train_overrides: extra `a.b=value` overrides of the training config.
+      evaluate: evaluate the trained model (`c2s eval` with configs/eval/pbmc68k.py).
     """
     figures = run_data_stage(workdir)
     out = Path(workdir)
@@ -55,7 +60,14 @@ def run_main_job(workdir: str, train_overrides: tuple[str, ...] = ()) -> dict:
     for task, loss in sorted(result.eval_task_loss.items()):
         print(f"  eval {task:24s} {loss:.3f}")
     print(f"results: {out / 'train'} (result.json, metrics.jsonl, tensorboard/, checkpoints/)")
-    return {**figures, "train": result}
+    if not evaluate:
+        return {**figures, "train": result}
+    eval_cfg = load_config(CONFIGS / "eval" / "pbmc68k.py", [f"checkpoint='{out / 'train'}'"])
+    report, evaluation = run_evaluation(eval_cfg, out / "eval")
+    for line in summary_lines(evaluation):
+        print(f"  {line}")
+    print(f"evaluation report: {report} (metrics.json, annotation.png, generation.png)")
+    return {**figures, "train": result, "evaluation": evaluation}
 
 
 def build_demo_corpus(folder: Path) -> Path:

@@ -31,11 +31,11 @@ def test_main_job_trains_and_resumes(tmp_path, capsys):
         "train.eval_every=4",
         "train.checkpoint_every=2",
     )
-    first = run_main_job(str(tmp_path), short)["train"]
+    first = run_main_job(str(tmp_path), short, evaluate=False)["train"]
     assert first.step == 4 and first.eval_task_loss
     assert (tmp_path / "corpus" / "corpus.json").exists()
     assert "results: " in capsys.readouterr().out
-    resumed = run_main_job(str(tmp_path), (*short, "train.steps=6"))["train"]
+    resumed = run_main_job(str(tmp_path), (*short, "train.steps=6"), evaluate=False)["train"]
     assert resumed.step == 6
     lines = (tmp_path / "train" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines if '"train"' in line] == [2, 4, 6]

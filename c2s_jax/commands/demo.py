@@ -1,4 +1,4 @@
-"""`c2s demo`: the main job on the embedded pbmc68k data (data, corpus, training)."""
+"""`c2s demo`: the main job on the embedded pbmc68k data (data, corpus, training, eval)."""
 
 import argparse
 
@@ -7,10 +7,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Adds `c2s demo` to the subcommands."""
     p = sub.add_parser(
         "demo",
-        help="the main job on the embedded pbmc68k data: cell sentences, corpus, training",
-        description="Cell sentences and the inverse fit of pbmc68k, a multi-task corpus, and "
-        "a small Gemma-2 trained on it. Rerunning resumes the training. Training overrides: "
-        "--config.train.steps=300.",
+        help="the main job on the embedded pbmc68k data: sentences, corpus, training, eval",
+        description="Cell sentences and the inverse fit of pbmc68k, a multi-task corpus, a "
+        "small Gemma-2 trained on it, and its evaluation report. Rerunning resumes the "
+        "training. Training overrides: --config.train.steps=300.",
     )
     p.add_argument("--workdir", default="c2s_demo_out", help="where outputs go")
     p.set_defaults(run=_run_demo, takes_overrides=True)

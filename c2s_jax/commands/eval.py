@@ -22,18 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> None:
     from c2s_jax.config_loading import load_config
-    from c2s_jax.evaluate.run import run_evaluation
+    from c2s_jax.evaluate.run import run_evaluation, summary_lines
 
     cfg = load_config(args.config, args.overrides)
     report, results = run_evaluation(cfg, args.out)
-    for task, result in results.get("annotation", {}).items():
-        scores = ", ".join(f"{m} {s['accuracy']:.3f}" for m, s in result["methods"].items())
-        print(f"{task} accuracy: {scores}")
-    if "generation" in results:
-        pooled = results["generation"]["pooled"]
-        key = next(k for k in pooled["generated"] if k.startswith("scfid["))
-        print(
-            f"generation {key}: {pooled['generated'][key]:.4g} "
-            f"(real-vs-real floor {pooled['real (noise floor)'][key]:.4g})"
-        )
+    for line in summary_lines(results):
+        print(line)
     print(f"report: {report}")

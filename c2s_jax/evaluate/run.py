@@ -49,3 +49,23 @@ def run_evaluation(cfg: ml_collections.ConfigDict, out_dir: str | Path, progress
     }
     report = write_report(Path(out_dir), header, results, skipped)
     return report, results
+
+
+def summary_lines(results: dict) -> list[str]:
+    """The headline numbers of an evaluation, one line per task, for the terminal."""
+    lines = []
+    for task, result in results.get("annotation", {}).items():
+        scores = ", ".join(f"{m} {s['accuracy']:.3f}" for m, s in result["methods"].items())
+        lines.append(f"{task} accuracy: {scores}")
+    if "generation" in results:
+        pooled = results["generation"]["pooled"]
+        for key in (k for k in pooled["generated"] if k.startswith("scfid[")):
+            lines.append(
+                f"generation {key}: {pooled['generated'][key]:.4g} "
+                f"(real-vs-real floor {pooled['real (noise floor)'][key]:.4g})"
+            )
+    for split, table in results.get("perturbation", {}).get("summary", {}).items():
+        column = table["columns"].index("pearson_delta")
+        scores = ", ".join(f"{m} {v[column]:.3f}" for m, v in table["rows"].items())
+        lines.append(f"perturbation ({split}) Pearson of change: {scores}")
+    return lines

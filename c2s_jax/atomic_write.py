@@ -1,20 +1,48 @@
-"""Atomic file writes: a reader sees the old file or the complete new one, never half."""
+"""Atomic file writes: a reader sees the old file or the complete new one, never half.
+
+Destinations are local paths or object-store URLs (``gs://bucket/key``, through
+``etils.epath``). Object stores have no rename and no append, but a single object upload
+appears whole when it completes, so a remote file is built locally and uploaded in one
+write.
+"""
 
 import contextlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from etils import epath
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+    """Whether `path` is an object-store URL (``gs://...``) rather than a local path."""
+    return "://" in os.fspath(path)
+
+
+def storage_path(path: str | os.PathLike) -> epath.Path:
+    """`path` as an ``epath.Path``: local paths made absolute, URLs kept as they are."""
+    if is_remote(path):
+        return epath.Path(path)
+    return epath.Path(os.path.abspath(path))
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yields a temporary path beside `path`; on success renames it onto `path`.
+    """Yields a local temporary path; on success it becomes `path` in one step.
 
-    The temporary file lives in the destination folder so the final `os.replace` is a
-    same-filesystem rename, which POSIX makes atomic. On any exception the temporary file
-    is removed and `path` is left untouched.
+    For a local `path` the temporary file lives in the destination folder so the final
+    `os.replace` is a same-filesystem rename, which POSIX makes atomic. For a remote `path`
+    it lives in the local temporary folder and is uploaded as one object. On any exception
+    the temporary file is removed and `path` is left untouched.
     """
+    if is_remote(path):
+        with tempfile.TemporaryDirectory(prefix="c2s-upload-") as staging:
+            tmp = Path(staging) / epath.Path(path).name
+            yield tmp
+            upload_file(tmp, path)
+        return
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -29,6 +57,32 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Writes `text` (UTF-8) to `path` atomically."""
+    """Writes `text` (UTF-8) to `path` (local or remote) atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def upload_file(local: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Copies the local file `local` to the remote URL `target` as one object write.
+
+    The object appears only when its upload completes, so readers never see part of it;
+    an existing object is replaced. Object stores need no folders, so none are made.
+    """
+    with open(local, "rb") as source, epath.Path(target).open("wb") as sink:
+        shutil.copyfileobj(source, sink)
+
+
+def upload_directory(local: str | os.PathLike, target: str | os.PathLike, last: str) -> None:
+    """Copies the files under the local directory `local` to the remote URL `target`,
+    file `last` last.
+
+    A directory of objects cannot appear at once; readers that wait for `last` (a file
+    directly in `local`, such as a manifest) see the others complete before it.
+    """
+    source, destination = Path(local), epath.Path(target)
+    marker = source / last
+    if not marker.is_file():
+        raise FileNotFoundError(f"{marker} is missing: nothing would mark the copy complete")
+    others = sorted(p for p in source.rglob("*") if p.is_file() and p != marker)
+    for file in [*others, marker]:
+        upload_file(file, destination / file.relative_to(source).as_posix())

@@ -2,9 +2,6 @@
 
 import argparse
 
-from c2s_jax.data.cell_sentences import SentenceOptions
-from c2s_jax.data.gene_symbols import DUPLICATE_POLICIES
-from c2s_jax.data.sentence_files import COMPRESSIONS, write_sentences
 from c2s_jax.errors import InputError
 
 
@@ -32,10 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="COLUMN",
         help="var column holding gene symbols (e.g. when var_names are Ensembl IDs)",
     )
+    # The choices are checked when the command runs: the modules that define them load
+    # anndata and scipy (seconds), which `c2s --help` and the other commands do not need.
     p.add_argument(
         "--duplicates",
-        choices=DUPLICATE_POLICIES,
         default="error",
+        metavar="POLICY",
         help="symbols that collide after upper-casing: error (default), sum their "
         "columns, or keep the first",
     )
@@ -56,17 +55,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk-size", type=int, default=4096, help="cells per chunk (memory bound)")
     p.add_argument(
         "--compression",
-        choices=COMPRESSIONS,
         default="zstd",
-        help="Parquet codec (default zstd: smallest; lz4: fastest to write)",
+        metavar="CODEC",
+        help="Parquet codec: zstd (default, smallest), lz4 (fastest to write), snappy or none",
     )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(run=_run_sentences)
 
 
 def _run_sentences(args: argparse.Namespace) -> None:
+    from c2s_jax.data.cell_sentences import SentenceOptions
+    from c2s_jax.data.gene_symbols import DUPLICATE_POLICIES
+    from c2s_jax.data.sentence_files import COMPRESSIONS, write_sentences
+
     if len(args.paths) < 2:
         raise InputError("give at least one input .h5ad and then OUTPUT.parquet")
+    for flag, value, allowed in (
+        ("--duplicates", args.duplicates, DUPLICATE_POLICIES),
+        ("--compression", args.compression, COMPRESSIONS),
+    ):
+        if value not in allowed:
+            raise InputError(f"{flag} {value!r} is not one of {', '.join(allowed)}; pick one")
     *inputs, output = args.paths
     options = SentenceOptions(
         layer=args.layer,

@@ -10,10 +10,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train (or resume) an experiment: c2s train --config FILE --workdir DIR",
         description="Trains the experiment in --config. Rerunning with the same --workdir "
-        "resumes from the newest checkpoint. Override any field: --config.train.steps=500.",
+        "resumes from the newest checkpoint (a finished run is left as it is). Override any "
+        "field: --config.train.steps=500.",
     )
     train.add_argument("--config", required=True, help="experiment file with get_config()")
-    train.add_argument("--workdir", required=True, help="checkpoints, metrics and results")
+    train.add_argument(
+        "--workdir",
+        required=True,
+        help="checkpoints, metrics and results: a local folder or gs://BUCKET/PATH",
+    )
     train.set_defaults(run=_run_train, takes_overrides=True)
 
     plan = sub.add_parser(

@@ -2,16 +2,18 @@
 
 Saves are asynchronous (training continues while arrays are written) and keep the last N.
 Restoring takes the state's current shardings, so a checkpoint written on one mesh loads
-onto another (8 devices -> 4, fsdp -> tensor) without extra code.
+onto another (8 devices -> 4, fsdp -> tensor) without extra code. The directory may be
+local or a ``gs://`` URL: orbax writes either, and every host of a pod must see the same one.
 """
 
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+
+from c2s_jax.atomic_write import storage_path
 
 log = logging.getLogger(__name__)
 
@@ -20,12 +22,12 @@ class Checkpoints:
     """The checkpoints of one workdir.
 
     Args:
-      directory: where step directories go (created if missing).
+      directory: where step directories go (created if missing): a local path or a URL.
       keep: how many recent checkpoints to keep.
     """
 
     def __init__(self, directory: str | os.PathLike, keep: int):
-        self.directory = Path(directory).absolute()
+        self.directory = storage_path(directory)
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(

@@ -1,26 +1,29 @@
 """The training loop: mesh, state, input, resume, steps, evaluation, checkpoints.
 
 Rerunning the same command with the same workdir continues from the newest checkpoint
-(state and input position), so an interrupted or preempted run loses nothing. SIGTERM,
-which Cloud TPU sends before preemption, saves at the current step and returns cleanly.
+(state and input position), so an interrupted or preempted run loses nothing; rerunning a
+finished one returns its stored result. SIGTERM, which Cloud TPU sends before preemption,
+saves at the current step and returns cleanly. The workdir is a local path or a ``gs://``
+URL that every host of a pod shares.
 """
 
 import dataclasses
 import json
 import logging
-import shutil
+import os
 import signal
+import tempfile
 import time
 from pathlib import Path
 
 import jax
 import ml_collections
 import numpy as np
+from etils import epath
 from tqdm.auto import tqdm
 
 from c2s_jax import parallel
-from c2s_jax.atomic_write import write_text_atomic
-from c2s_jax.model_bundle import EXPORTS_DIR, export_bundle
+from c2s_jax.atomic_write import is_remote, storage_path, upload_directory, write_text_atomic
 from c2s_jax.train.checkpoints import Checkpoints
 from c2s_jax.train.data import batch_sources, to_global
 from c2s_jax.train.flops import peak_flops, train_flops_per_token
@@ -30,6 +33,8 @@ from c2s_jax.train.state import create_train_state
 from c2s_jax.train.step import LossConfig, make_eval_step, make_train_step
 
 log = logging.getLogger(__name__)
+
+RESULT_FILE = "result.json"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -63,11 +68,28 @@ class _Preemption:
         signal.signal(signal.SIGTERM, self._previous)
 
 
-def train(cfg: ml_collections.ConfigDict, workdir: str) -> TrainResult:
-    """Trains (or resumes) the experiment `cfg` in `workdir`."""
-    workdir_path = Path(workdir).absolute()
+def train(cfg: ml_collections.ConfigDict, workdir: str | os.PathLike) -> TrainResult:
+    """Trains (or resumes) the experiment `cfg` in `workdir` (a local path or a URL).
+
+    A workdir that already holds a finished run of `cfg.train.steps` steps (its final
+    checkpoint and `result.json`) is left as it is and its stored result returned.
+    """
+    workdir_path = storage_path(workdir)
     workdir_path.mkdir(parents=True, exist_ok=True)
     is_chief = jax.process_index() == 0
+
+    # ---------------------------------------------------------------- finished already?
+    checkpoints = Checkpoints(workdir_path / "checkpoints", cfg.train.keep_checkpoints)
+    start = checkpoints.latest_step()
+    finished = _finished_result(workdir_path, start, cfg.train.steps)
+    if finished is not None:
+        checkpoints.close()
+        log.warning(
+            "%s finished at step %d already; raise config.train.steps to train further",
+            workdir_path,
+            finished.step,
+        )
+        return finished
 
     # ---------------------------------------------------------------- mesh
     mesh = parallel.make_mesh(dict(cfg.mesh), cfg.dcn_data)
@@ -92,8 +114,6 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> TrainResult:
     eval_step = make_eval_step(parts, loss_cfg, batch_sharding)
 
     # ---------------------------------------------------------------- resume
-    checkpoints = Checkpoints(workdir_path / "checkpoints", cfg.train.keep_checkpoints)
-    start = checkpoints.latest_step()
     if start is not None:
         state, data_state = checkpoints.restore(start, state)
         train_source.set_state(data_state)
@@ -111,6 +131,22 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> TrainResult:
     interval_start, interval_tokens, interval_first_step = time.perf_counter(), 0, step
     metrics = {}
     eval_loss, eval_task_loss = None, {}
+
+    def evaluate(params, at_step: int) -> tuple[float, dict[str, float]]:
+        loss, per_task = _evaluate(
+            eval_step,
+            params,
+            parts.frozen,
+            eval_source(),
+            cfg.data.eval_batches,
+            batch_sharding,
+            task_names,
+        )
+        writer.write(
+            at_step, {"loss": loss, **{f"loss/{k}": v for k, v in per_task.items()}}, "eval"
+        )
+        return loss, per_task
+
     try:
         while step < cfg.train.steps:
             batch = to_global(next(train_source), batch_sharding)
@@ -143,26 +179,17 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> TrainResult:
             if cfg.train.eval_every and (
                 step % cfg.train.eval_every == 0 or step == cfg.train.steps
             ):
-                eval_loss, eval_task_loss = _evaluate(
-                    eval_step,
-                    state.params,
-                    parts.frozen,
-                    eval_source(),
-                    cfg.data.eval_batches,
-                    batch_sharding,
-                    task_names,
-                )
-                writer.write(
-                    step,
-                    {"loss": eval_loss, **{f"loss/{k}": v for k, v in eval_task_loss.items()}},
-                    "eval",
-                )
+                eval_loss, eval_task_loss = evaluate(state.params, step)
             if at_save or preemption.requested:
                 checkpoints.save(step, state, train_source.get_state())
                 last_good = step
             if preemption.requested:
                 log.warning("SIGTERM: saved step %d, stopping", step)
                 break
+        if step == cfg.train.steps and cfg.train.eval_every and eval_loss is None:
+            # Resumed from the final checkpoint of a run that stopped before its result
+            # was written: evaluate it, so the result is complete.
+            eval_loss, eval_task_loss = evaluate(state.params, step)
     finally:
         bar.close()
         preemption.restore()
@@ -183,12 +210,25 @@ def train(cfg: ml_collections.ConfigDict, workdir: str) -> TrainResult:
     )
     if is_chief:
         write_text_atomic(
-            workdir_path / "result.json", json.dumps(dataclasses.asdict(result), indent=1)
+            workdir_path / RESULT_FILE, json.dumps(dataclasses.asdict(result), indent=1)
         )
     return result
 
 
-def _export(cfg, parts, state, workdir: Path, step: int) -> None:
+def _finished_result(
+    workdir: epath.Path, latest_step: int | None, steps: int
+) -> TrainResult | None:
+    """The stored result of a run in `workdir` that completed `steps` steps, or None."""
+    stored = workdir / RESULT_FILE
+    if latest_step != steps or not stored.exists():
+        return None
+    result = TrainResult(**json.loads(stored.read_text()))
+    if result.step != steps or result.preempted:
+        return None
+    return dataclasses.replace(result, workdir=str(workdir))
+
+
+def _export(cfg, parts, state, workdir: epath.Path, step: int) -> None:
     """Writes the finished model as a bundle (adapters merged) that `c2s generate`,
     `c2s eval` and `c2s grpo` load, and drops older exports."""
     if jax.process_count() > 1:
@@ -196,25 +236,40 @@ def _export(cfg, parts, state, workdir: Path, step: int) -> None:
         # orbax train checkpoint, which a single host can restore and export.
         log.info("multi-host run: no bundle export (the train checkpoint is kept)")
         return
-    target = workdir / EXPORTS_DIR / f"step_{step:07d}"
-    if target.exists():
+    # The bundle writer imports the checkpoint converters: only the end of a run needs them.
+    from c2s_jax.model_bundle import BUNDLE_FILE, EXPORTS_DIR, export_bundle
+
+    exports = workdir / EXPORTS_DIR
+    target = exports / f"step_{step:07d}"
+    if (target / BUNDLE_FILE).exists():
         return
     tokenizer_path, family, corpus = None, "c2s", {}
     if cfg.data.source == "corpus":
         from c2s_jax.data.records import read_metadata  # tensorflow-datasets: only this path
 
         corpus = read_metadata(cfg.data.corpus_dir)
-        corpus["corpus_dir"] = str(Path(cfg.data.corpus_dir).absolute())
+        corpus["corpus_dir"] = str(storage_path(cfg.data.corpus_dir))
         tokenizer_path = Path(cfg.data.corpus_dir) / corpus["tokenizer"]["path"]
         family = corpus["tokenizer"]["family"]
-    export_bundle(parts.model(state.params, parts.frozen), target, tokenizer_path, family, corpus)
-    for older in (workdir / EXPORTS_DIR).glob("step_*"):
+    model = parts.model(state.params, parts.frozen)
+    if is_remote(workdir):
+        # A bundle appears whole through a local rename, which object stores lack: build it
+        # here and upload it with its manifest last, which is what readers look for.
+        with tempfile.TemporaryDirectory(prefix="c2s-export-") as staging:
+            local = Path(staging) / target.name
+            export_bundle(model, local, tokenizer_path, family, corpus)
+            upload_directory(local, target, BUNDLE_FILE)
+    else:
+        export_bundle(model, target, tokenizer_path, family, corpus)
+    for older in exports.glob("step_*"):
         if older != target:
-            shutil.rmtree(older, ignore_errors=True)
+            older.rmtree(missing_ok=True)
     log.info("exported the model to %s", target)
 
 
-def _check_finite(pending: list[tuple[int, jax.Array]], last_good: int | None, where: Path) -> None:
+def _check_finite(
+    pending: list[tuple[int, jax.Array]], last_good: int | None, where: epath.Path
+) -> None:
     for step, loss in pending:
         if not np.isfinite(float(jax.device_get(loss))):
             good = f"step {last_good} in {where}" if last_good is not None else "none yet"

@@ -1,0 +1,207 @@
+"""Workdirs on object stores (gs://) and reruns of finished runs.
+
+The gs:// tests run against a stand-in bucket: `etils.epath` serves gs:// URLs from a
+local folder and refuses what Cloud Storage cannot do (append to an object, rename), so
+any code that relies on either fails here as it would on a real bucket.
+"""
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from etils import epath
+
+from c2s_jax.atomic_write import atomic_path, storage_path, write_text_atomic
+from c2s_jax.model_bundle import BUNDLE_FILE
+from c2s_jax.train import loop
+from c2s_jax.train.checkpoints import Checkpoints
+from c2s_jax.train.loop import TrainResult, train
+from c2s_jax.train.metrics import MetricWriter
+
+GS = "gs://"
+
+
+class UnsupportedByCloudStorageError(OSError):
+    """An operation that Cloud Storage does not offer."""
+
+
+@pytest.fixture
+def bucket_root(tmp_path):
+    """gs://NAME/KEY is served from bucket_root/NAME/KEY for the length of a test."""
+    root = tmp_path / "gcs"
+
+    def in_bucket(path):
+        return os.fspath(path).startswith(GS)
+
+    def local(path):
+        return str(root / os.fspath(path).removeprefix(GS)) if in_bucket(path) else path
+
+    def remote(path):
+        text = os.fspath(path)
+        inside = text.startswith(f"{root}{os.sep}")
+        return GS + Path(text).relative_to(root).as_posix() if inside else text
+
+    def open_object(original, path, mode):
+        if in_bucket(path):
+            if "a" in mode or "+" in mode:
+                raise UnsupportedByCloudStorageError(f"{path}: objects cannot be appended to")
+            if "w" in mode:  # objects need no parent folders
+                Path(local(path)).parent.mkdir(parents=True, exist_ok=True)
+        return original(local(path), mode)
+
+    def refuse_rename(original, path, dst, *args, **kwargs):
+        if in_bucket(path) or in_bucket(dst):
+            raise UnsupportedByCloudStorageError(f"{path} -> {dst}: objects cannot be renamed")
+        return original(path, dst, *args, **kwargs)
+
+    def mapped(original, path, *args, **kwargs):
+        return original(local(path), *args, **kwargs)
+
+    def glob(original, pattern):
+        return [remote(p) for p in original(local(pattern))]
+
+    def walk(original, top, **kwargs):
+        for folder, dirs, files in original(local(top), **kwargs):
+            yield remote(folder), dirs, files
+
+    def copy(original, path, dst, **kwargs):
+        return original(local(path), local(dst), **kwargs)
+
+    with epath.testing.mock_epath(
+        open=open_object,
+        rename=refuse_rename,
+        replace=refuse_rename,
+        glob=glob,
+        walk=walk,
+        copy=copy,
+        **{
+            name: mapped
+            for name in (
+                "exists",
+                "isdir",
+                "listdir",
+                "makedirs",
+                "mkdir",
+                "remove",
+                "rmtree",
+                "stat",
+            )
+        },
+    ):
+        yield root
+
+
+def test_storage_path_keeps_urls_and_makes_local_paths_absolute():
+    assert str(storage_path("gs://bucket/runs/a")) == "gs://bucket/runs/a"
+    assert str(storage_path("runs/a")) == os.path.join(os.getcwd(), "runs", "a")
+
+
+def test_an_atomic_write_to_a_bucket_is_one_upload_or_nothing(bucket_root):
+    write_text_atomic("gs://b/run/result.json", "first")
+    write_text_atomic("gs://b/run/result.json", "second")
+    assert (bucket_root / "b" / "run" / "result.json").read_text() == "second"
+    with pytest.raises(RuntimeError), atomic_path("gs://b/run/broken.json") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("failed while writing")
+    assert not (bucket_root / "b" / "run" / "broken.json").exists()
+
+
+def test_metrics_in_a_bucket_are_uploaded_whole_and_continued_after_a_restart(bucket_root):
+    stored = bucket_root / "b" / "run" / "metrics.jsonl"
+    first = MetricWriter("gs://b/run", sync_every_s=0.0)
+    first.write(1, {"loss": 3.0})
+    assert [json.loads(x)["step"] for x in stored.read_text().splitlines()] == [1]
+    first.close()
+    # A restarted run (a new host, say) finds the stored log and continues it.
+    second = MetricWriter("gs://b/run", sync_every_s=3600.0)
+    second.write(2, {"loss": 2.0})
+    assert len(stored.read_text().splitlines()) == 1  # the next upload is not due yet
+    second.close()
+    records = [json.loads(x) for x in stored.read_text().splitlines()]
+    assert [(r["step"], r["loss"]) for r in records] == [(1, 3.0), (2, 2.0)]
+    events = list((bucket_root / "b" / "run" / "tensorboard").iterdir())
+    assert events and all(e.name.startswith("events.out.tfevents") for e in events)
+
+
+class _RebuiltError(Exception):
+    """Raised where a rerun would build the model and the input pipeline again."""
+
+
+def _refuse_to_build(*args, **kwargs):
+    raise _RebuiltError
+
+
+def _finished_workdir(workdir: Path, steps: int, preempted: bool = False) -> TrainResult:
+    """A workdir as a run of `steps` steps leaves it: a checkpoint at `steps`, result.json."""
+    checkpoints = Checkpoints(workdir / "checkpoints", keep=1)
+    checkpoints.save(steps, {"w": jnp.zeros(3)}, {"position": steps})
+    checkpoints.close()
+    result = TrainResult(str(workdir), steps, 1.5, 1.25, {"task0": 1.25}, preempted, 1000)
+    (workdir / "result.json").write_text(json.dumps(dataclasses.asdict(result), indent=1))
+    return result
+
+
+def test_rerunning_a_finished_run_returns_its_result_untouched(tiny_config, tmp_path, monkeypatch):
+    stored = _finished_workdir(tmp_path, steps=20)
+    before = (tmp_path / "result.json").read_bytes()
+    monkeypatch.setattr(loop, "create_train_state", _refuse_to_build)
+    assert train(tiny_config(), tmp_path) == stored
+    assert (tmp_path / "result.json").read_bytes() == before
+    # More steps than were run: training goes on from the checkpoint.
+    with pytest.raises(_RebuiltError):
+        train(tiny_config("train.steps=40"), tmp_path)
+
+
+def test_a_run_stopped_by_sigterm_at_its_last_step_is_not_finished(
+    tiny_config, tmp_path, monkeypatch
+):
+    _finished_workdir(tmp_path, steps=20, preempted=True)
+    monkeypatch.setattr(loop, "create_train_state", _refuse_to_build)
+    with pytest.raises(_RebuiltError):
+        train(tiny_config(), tmp_path)
+
+
+def test_training_in_a_bucket_writes_everything_there(
+    bucket_root, tiny_config, tmp_path, monkeypatch
+):
+    # tensorstore writes checkpoint arrays to Cloud Storage through its own client, which
+    # the stand-in bucket cannot serve: checkpoints go to a local folder here.
+    monkeypatch.setattr(
+        loop, "Checkpoints", lambda directory, keep: Checkpoints(tmp_path / "orbax", keep)
+    )
+    cfg = tiny_config(
+        "train.steps=4", "train.log_every=2", "train.eval_every=4", "train.checkpoint_every=4"
+    )
+    result = train(cfg, "gs://b/runs/tiny")
+    run = bucket_root / "b" / "runs" / "tiny"
+    assert result.workdir == "gs://b/runs/tiny"
+    assert json.loads((run / "result.json").read_text())["eval_loss"] == result.eval_loss
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["split"], r["step"]) for r in records] == [("train", 2), ("train", 4), ("eval", 4)]
+    assert list((run / "tensorboard").iterdir())
+    bundle = run / "exports" / "step_0000004"
+    assert json.loads((bundle / BUNDLE_FILE).read_text())["tokenizer_family"] == "c2s"
+    assert (bundle / "model_config.json").exists()
+
+    # A rerun finds the run finished and leaves the bucket as it is.
+    before = (run / "result.json").read_bytes()
+    monkeypatch.setattr(loop, "create_train_state", _refuse_to_build)
+    assert train(cfg, "gs://b/runs/tiny") == result
+    assert (run / "result.json").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_a_rerun_after_a_lost_result_evaluates_the_final_checkpoint(tiny_config, tmp_path):
+    cfg = tiny_config("train.steps=4", "train.eval_every=4", "train.checkpoint_every=4")
+    result = train(cfg, tmp_path)
+    # The run ended before writing its result (killed during the export, say): a rerun
+    # evaluates the final checkpoint again instead of reporting no evaluation.
+    (tmp_path / "result.json").unlink()
+    again = train(cfg, tmp_path)
+    assert again.step == 4
+    np.testing.assert_allclose(again.eval_loss, result.eval_loss, rtol=1e-6)
+    assert json.loads((tmp_path / "result.json").read_text())["eval_loss"] == again.eval_loss

@@ -8,6 +8,7 @@ interrupted member from its newest checkpoint. Ctrl-C or SIGTERM makes the runni
 save a checkpoint and stop.
 """
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -61,8 +62,12 @@ def show_plan(sweep: Sweep, out: Path, done: set[str]) -> None:
             print(f"    {override}")
 
 
-def run_local(sweep: Sweep, out: Path, dry_run: bool = False) -> None:
+def run_local(sweep: Sweep, out: Path, dry_run: bool = False, in_process: bool = False) -> None:
     """Trains every member of `sweep` not yet in OUT/results.jsonl; appends their records.
+
+    Each member trains in a fresh process (its own XLA state and memory, and Ctrl-C turns
+    into a checkpoint), or with `in_process` in this one, which saves the start-up of a
+    process per member: the better choice for many tiny members (e.g. in a notebook).
 
     Raises:
       MemberFailedError: a member's training failed (earlier records stay; rerun resumes).
@@ -79,7 +84,14 @@ def run_local(sweep: Sweep, out: Path, dry_run: bool = False) -> None:
         cfg = sweep.member_config(member)
         workdir = out / member.name
         result = finished_result(workdir, cfg.train.steps)
-        if result is None:
+        if result is None and in_process:
+            from c2s_jax.train.loop import train  # the trainer's imports: only this path
+
+            result = dataclasses.asdict(train(cfg, str(workdir)))
+            if result["preempted"]:
+                print(f"stopped: {member.name} saved step {result['step']}; rerun to resume")
+                raise SystemExit(1)
+        elif result is None:
             result = _train(sweep, member, workdir, out / "logs" / f"{member.name}.log")
         record = results.member_record(member.name, member.labels, cfg, result, str(workdir))
         results.append_result(results_path, record)

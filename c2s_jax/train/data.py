@@ -77,6 +77,8 @@ def _corpus_sources(cfg: ml_collections.ConfigDict, vocab_size: int, sharding: N
         seq_len=data.seq_len,
         seed=cfg.seed,
         worker_count=data.get("worker_count", 0),
+        # Examples packed together; small corpora (tests, notebooks) read less with less.
+        pack_window=data.pack_window,
     )
 
     def loader(split: str) -> CorpusLoader:

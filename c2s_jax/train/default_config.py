@@ -39,6 +39,7 @@ def default_config() -> ml_collections.ConfigDict:
             "num_tasks": 2,
             "eval_batches": 2,
             "worker_count": 0,
+            "pack_window": 4096,
         }
     )
     c.optimizer = ml_collections.ConfigDict(

@@ -49,6 +49,10 @@ def plot_scaling(
     n_params = np.array([p.n_params for p in points])
     tokens = np.array([p.tokens for p in points])
     flops = np.array([p.flops for p in points])
+    if fit.two_variable:
+        # The frontier assumes C = 6ND; points placed by their recorded FLOPs (attention and
+        # unembedding included, most of the compute of small models) would sit beside it.
+        flops = 6.0 * n_params * tokens
     fig, (ax_n, ax_c) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=120)
     n_grid = _span(n_params)
     c_grid = _span(flops)
@@ -73,7 +77,7 @@ def plot_scaling(
         _curve(ax_n, fit, n_grid, None, level, "tab:orange", _label(fit, "N"))
         _curve(ax_c, compute_fit, c_grid, None, level, "tab:orange", _label(compute_fit, "C"))
     ax_n.set_xlabel("non-embedding parameters N")
-    ax_c.set_xlabel("training FLOPs C")
+    ax_c.set_xlabel("training compute C = 6ND" if fit.two_variable else "training FLOPs C")
     for ax in (ax_n, ax_c):
         ax.set_xscale("log")
         ax.set_yscale("log")

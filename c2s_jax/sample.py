@@ -139,7 +139,8 @@ def _generate(
         prompt_BT, positions=positions_BT, segment_ids=segments_BT, cache=cache
     )
     V = logits_BTV.shape[-1]
-    everything_BV = jnp.ones((B, V), bool)
+    # Ids past the tokenizer's pieces (a vocabulary padded for sharding) are never written.
+    known_BV = jnp.broadcast_to(jnp.arange(V) < knobs[4], (B, V))
     constraint = initial_state(tables, B) if tables is not None else None
 
     def cond(carry):
@@ -150,10 +151,10 @@ def _generate(
         i, logits_BV, cache, done_B, tokens_BN, logp_BN, constraint, key = carry
         key, draw = jax.random.split(key)
         if tables is None:
-            allowed_BV = everything_BV
+            allowed_BV = known_BV
         else:
             allowed_BV = jnp.where(
-                constrained_B[:, None], allowed_tokens(tables, constraint), everything_BV
+                constrained_B[:, None], allowed_tokens(tables, constraint), known_BV
             )
         token_B = _choose(logits_BV, allowed_BV, greedy, knobs[:3], draw)
         logp_B = jnp.take_along_axis(
@@ -247,6 +248,7 @@ class Sampler:
         max_new_tokens: Sequence[int] | None = None,
         tables: ConstraintTables | None = None,
         constrained: Sequence[bool] | None = None,
+        valid_tokens: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Generates for a batch of token prompts.
 
@@ -257,6 +259,8 @@ class Sampler:
           tables: gene-vocabulary constraint tables (see :mod:`c2s_jax.gene_constraint`).
           constrained: which requests the constraint applies to (default: all of them
             when ``tables`` is given).
+          valid_tokens: only ids below this are written (the tokenizer's piece count when
+            the model's vocabulary is padded beyond it); default: every id.
 
         Returns:
           (tokens [B, N] int32, logprobs [B, N] float32, lengths [B] int32): row b's
@@ -286,6 +290,7 @@ class Sampler:
             jnp.int32(params.top_k),
             jnp.float32(params.top_p),
             jnp.int32(self.eos_id),
+            jnp.int32(valid_tokens or np.iinfo(np.int32).max),
         )
         tokens_BN, logp_BN = self._generate(
             self.params,
@@ -343,7 +348,12 @@ def complete_texts(
     head = [] if tokenizer.bos_id is None else [tokenizer.bos_id]
     encoded = [np.asarray(head + tokenizer.encode(p).tolist(), np.int32) for p in prompts]
     tokens_BN, logp_BN, lengths_B = sampler.generate_tokens(
-        encoded, params, max_new_tokens=max_new_tokens, tables=tables, constrained=constrained
+        encoded,
+        params,
+        max_new_tokens=max_new_tokens,
+        tables=tables,
+        constrained=constrained,
+        valid_tokens=tokenizer.vocab_size,
     )
     completions = []
     for tokens, logprobs, n in zip(tokens_BN, logp_BN, lengths_B, strict=True):

@@ -37,7 +37,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     plan.set_defaults(run=_run_plan, takes_overrides=True)
 
 
-def _start(args: argparse.Namespace):
+def start_run(args: argparse.Namespace):
+    """The experiment config of `args` (with overrides), after multi-host start-up."""
     import jax
 
     from c2s_jax import parallel
@@ -56,7 +57,7 @@ def _start(args: argparse.Namespace):
 def _run_train(args: argparse.Namespace) -> None:
     from c2s_jax.train.loop import train
 
-    cfg = _start(args)
+    cfg = start_run(args)
     result = train(cfg, args.workdir)
     state = "stopped by SIGTERM at" if result.preempted else "finished at"
     print(

@@ -54,7 +54,7 @@ class TrainResult:
     n_params: int
 
 
-class _Preemption:
+class Preemption:
     """Turns SIGTERM into a flag the loop checks after each step."""
 
     def __init__(self):
@@ -124,7 +124,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | os.PathLike) -> TrainRe
     writer = MetricWriter(workdir_path, enabled=is_chief)
     flops_per_token = train_flops_per_token(parts.config, cfg.data.seq_len)
     peak = peak_flops(jax.devices()[0].device_kind, cfg.train.peak_flops_per_device)
-    preemption = _Preemption()
+    preemption = Preemption()
     bar = tqdm(total=cfg.train.steps, initial=step, unit="step", disable=not is_chief)
     pending_losses: list[tuple[int, jax.Array]] = []
     last_good = start

@@ -121,3 +121,11 @@ def test_top_p_sampling_frequencies_match_the_renormalized_distribution():
 def test_bad_sampling_params_are_named(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         SamplingParams(**bad)
+
+
+def test_ids_past_the_tokenizer_are_never_written(gemma_sampler):
+    batch = prompts([4] * ROWS, seed=4)
+    hot = SamplingParams(NEW, temperature=50.0, seed=1)
+    free = gemma_sampler.generate_tokens(batch, hot)[0]
+    limited = gemma_sampler.generate_tokens(batch, hot, valid_tokens=40)[0]
+    assert free.max() >= 40 and limited.max() < 40

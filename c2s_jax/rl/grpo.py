@@ -1,0 +1,496 @@
+"""GRPO: sample G completions per prompt, score them with verifiable rewards, normalize the
+rewards within each group, and update the policy with the clipped objective and a KL
+penalty to a frozen reference.
+
+:class:`GRPO` is one policy in training and does one step of the algorithm on a batch of
+prompts. :func:`run_grpo` is the experiment around it: mesh, model bundle, prompts from the
+corpus, resume, held-out evaluation, checkpoints, metrics and the exported bundle.
+Rerunning the same command with the same workdir continues from the newest checkpoint;
+SIGTERM saves at the current step and returns cleanly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from tqdm.auto import tqdm
+
+from c2s_jax import parallel
+from c2s_jax.atomic_write import write_text_atomic
+from c2s_jax.errors import InputError
+from c2s_jax.model_bundle import EXPORTS_DIR, Bundle, export_bundle, load_bundle
+from c2s_jax.models.lora import LoRA
+from c2s_jax.rl.objective import group_advantages
+from c2s_jax.rl.prompts import Prompt, PromptOrder, corpus_prompts
+from c2s_jax.rl.rewards import RewardSet, build_rewards
+from c2s_jax.rl.step import (
+    ObjectiveConfig,
+    batch_shardings,
+    completion_values,
+    make_logprob_fn,
+    make_update_step,
+    rollout_batch,
+)
+from c2s_jax.sample import PROMPT_BUCKET, Sampler, SamplingParams
+from c2s_jax.train.checkpoints import Checkpoints
+from c2s_jax.train.loop import NonFiniteLossError, Preemption
+from c2s_jax.train.metrics import MetricWriter
+from c2s_jax.train.optimizer import learning_rate_schedule, make_optimizer
+from c2s_jax.train.state import ModelParts, TrainState
+
+log = logging.getLogger(__name__)
+
+# What each derived seed is for, so that rollouts and evaluations never share draws.
+ROLLOUT_SEED, EVAL_SEED = 0, 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """How GRPO samples and updates.
+
+    Attributes:
+      group_size: completions per prompt (G).
+      sampling: temperature, top-k, top-p and max_new_tokens of the rollouts (its seed is
+        replaced by each step's).
+      iterations: optimizer updates per batch of completions (mu).
+      objective: the loss settings.
+    """
+
+    group_size: int
+    sampling: SamplingParams
+    iterations: int = 1
+    objective: ObjectiveConfig = dataclasses.field(default_factory=ObjectiveConfig)
+
+
+def derived_seed(seed: int, purpose: int, step: int) -> int:
+    """A 32-bit seed for one purpose (ROLLOUT_SEED, EVAL_SEED) at one step."""
+    return int(np.random.SeedSequence([seed, purpose, step]).generate_state(1)[0])
+
+
+def completion_texts(tokenizer, tokens_BN: np.ndarray, lengths_B: np.ndarray) -> list[str]:
+    """The decoded completions, without their EOS.
+
+    A model's vocabulary is often padded past the tokenizer's pieces; a sampled id the
+    tokenizer does not know decodes as its unknown piece, so that it spoils the answer
+    instead of failing.
+    """
+    unknown = tokenizer.processor.unk_id()
+    texts = []
+    for tokens, n in zip(tokens_BN, lengths_B, strict=True):
+        tokens = tokens[:n]
+        if n and tokens[-1] == tokenizer.eos_id:
+            tokens = tokens[:-1]
+        texts.append(tokenizer.decode(np.where(tokens < tokenizer.vocab_size, tokens, unknown)))
+    return texts
+
+
+def reward_scalars(rewards: RewardSet, scores_NR: np.ndarray) -> dict[str, float]:
+    """Mean and std of the total reward and of each named reward over [N, R] scores."""
+    total_N = rewards.total(scores_NR)
+    scalars = {"reward": float(total_N.mean()), "reward_std": float(total_N.std())}
+    for name, column in zip(rewards.names, scores_NR.T, strict=True):
+        scalars[f"reward/{name}"] = float(column.mean())
+        scalars[f"reward/{name}_std"] = float(column.std())
+    return scalars
+
+
+def _batch_devices(mesh: Mesh, rules: parallel.Rules) -> int:
+    """How many ways the batch axis is split on `mesh`."""
+    axes = parallel.logical_to_spec(("batch",), rules)[0]
+    return int(np.prod([mesh.shape[a] for a in jax.tree.leaves(axes)], dtype=np.int64))
+
+
+class GRPO:
+    """One policy trained with GRPO on a mesh.
+
+    Args:
+      parts: the model's static side (the frozen base under LoRA).
+      params: the trainable parameters (adapters under LoRA), placed on `mesh`; their
+        buffers are donated to the updates.
+      tokenizer: decodes completions (`decode`, `eos_id`, `vocab_size`, `processor`).
+      rewards: the reward functions and weights.
+      settings: sampling and update settings.
+      tx, schedule: the optimizer and its learning-rate schedule.
+      mesh, rules: where parameters and batches live.
+      row_length: L, at least the longest prompt plus max_new_tokens minus one.
+    """
+
+    def __init__(
+        self,
+        parts: ModelParts,
+        params: Any,
+        *,
+        tokenizer,
+        rewards: RewardSet,
+        settings: Settings,
+        tx: optax.GradientTransformation,
+        schedule: optax.Schedule,
+        mesh: Mesh,
+        rules: parallel.Rules,
+        row_length: int,
+    ):
+        self.parts = parts
+        self.tokenizer = tokenizer
+        self.rewards = rewards
+        self.settings = settings
+        self.row_length = row_length
+        self.shardings = batch_shardings(mesh, rules)
+        self.reference = None
+        if settings.objective.beta > 0:
+            # Under LoRA the frozen base is the reference (adapters start as zero changes):
+            # no copy. A full-parameter policy keeps a copy of its starting weights.
+            self.reference = parts.frozen
+            if parts.frozen is None:
+                self.reference = jax.tree.map(jnp.copy, params)
+            self._reference_logprobs = make_logprob_fn(parts.graphdef, self.shardings)
+        replicated = NamedSharding(mesh, PartitionSpec())
+        state = TrainState(jnp.zeros((), jnp.int32), params, jax.jit(tx.init)(params))
+        self.state_shardings = jax.tree.map(
+            lambda x: x.sharding if isinstance(x.sharding, NamedSharding) else replicated, state
+        )
+        self.state = jax.device_put(state, self.state_shardings)
+        self._update = make_update_step(
+            parts, tx, schedule, settings.objective, self.state_shardings, self.shardings
+        )
+        self.sampler = Sampler(
+            parts, self.state.params, tokenizer.eos_id, frozen=parts.frozen, mesh=mesh, rules=rules
+        )
+
+    def set_state(self, state: TrainState) -> None:
+        """Continues from `state` (a restored checkpoint)."""
+        self.state = state
+        self.sampler.params = state.params
+
+    def step(self, prompts: Sequence[Prompt], seed: int) -> dict[str, float]:
+        """Samples, scores and updates on one batch of prompts; returns its metrics.
+
+        Metrics: reward (total, mean and std) and each reward's mean and std over the
+        completions; completion length (tokens, EOS included) and the fraction cut at
+        max_new_tokens; the fraction of groups whose completions all scored the same (no
+        learning signal); `logprob_diff`, the mean absolute difference between the
+        sampler's and the trainer's log-probs of the sampled tokens before any update;
+        the objective's loss, kl (with a reference), approx_kl, ratio and clip fractions
+        averaged over the iterations; grad norm and learning rate of the last update;
+        wall time of sampling and of the updates, and completion tokens per second.
+        """
+        began = time.perf_counter()
+        G = self.settings.group_size
+        rows = [p.tokens for p in prompts for _ in range(G)]
+        targets = [p.target for p in prompts for _ in range(G)]
+        sampling = dataclasses.replace(self.settings.sampling, seed=seed)
+        tokens_BN, sampler_logp_BN, lengths_B = self.sampler.generate_tokens(rows, sampling)
+        sampled = time.perf_counter()
+
+        scores_BR = self.rewards.score(
+            completion_texts(self.tokenizer, tokens_BN, lengths_B), targets
+        )
+        total_PG = self.rewards.total(scores_BR).reshape(len(prompts), G)
+        advantages_B = np.asarray(group_advantages(total_PG)).reshape(-1)
+        host = rollout_batch(rows, tokens_BN, lengths_B, self.row_length)
+        batch = jax.device_put({**host, "advantages": advantages_B}, self.shardings)
+        ref_logp_BL = None
+        if self.reference is not None:
+            ref_logp_BL = self._reference_logprobs(self.reference, batch)
+        old_logp_BL, history = None, []
+        for _ in range(self.settings.iterations):
+            self.state, metrics, logp_BL = self._update(
+                self.state, batch, self.parts.frozen, old_logp_BL, ref_logp_BL
+            )
+            old_logp_BL = logp_BL if old_logp_BL is None else old_logp_BL
+            history.append(metrics)
+        self.sampler.params = self.state.params
+        history = jax.device_get(history)
+        mask_BL = host["completion_mask"]
+        sampler_logp_BL = completion_values(host, sampler_logp_BN)
+        gap_BL = np.abs(np.asarray(jax.device_get(old_logp_BL)) - sampler_logp_BL) * mask_BL
+        ended = time.perf_counter()
+
+        scalars = reward_scalars(self.rewards, scores_BR)
+        averaged = ("loss", "kl", "approx_kl", "ratio", "clip_fraction")
+        averaged += ("clip_low_fraction", "clip_high_fraction")
+        for name in averaged:
+            if name in history[0]:
+                scalars[name] = float(np.mean([m[name] for m in history]))
+        scalars.update(
+            grad_norm=float(history[-1]["grad_norm"]),
+            learning_rate=float(history[-1]["learning_rate"]),
+            logprob_diff=float(gap_BL.sum() / max(mask_BL.sum(), 1.0)),
+            completion_length=float(lengths_B.mean()),
+            truncated_fraction=float(
+                np.mean(tokens_BN[np.arange(len(rows)), lengths_B - 1] != self.tokenizer.eos_id)
+            ),
+            zero_std_groups=float(np.mean(total_PG.std(axis=1) == 0)),
+            sample_s=sampled - began,
+            update_s=ended - sampled,
+            tokens_per_s=float(lengths_B.sum()) / max(ended - began, 1e-9),
+        )
+        return scalars
+
+    def evaluate(
+        self, prompts: Sequence[Prompt], sampling: SamplingParams, samples: int, batch_size: int
+    ) -> dict[str, float]:
+        """Mean rewards of completions of held-out `prompts` (no update).
+
+        Greedy when `sampling.temperature` is 0 (one completion per prompt), else
+        `samples` completions per prompt. Returns the reward scalars of
+        :func:`reward_scalars` and the mean completion length.
+        """
+        per_prompt = 1 if sampling.temperature == 0 else samples
+        scores, lengths = [], []
+        for start in range(0, len(prompts), batch_size):
+            chunk = prompts[start : start + batch_size]
+            rows = [p.tokens for p in chunk for _ in range(per_prompt)]
+            targets = [p.target for p in chunk for _ in range(per_prompt)]
+            chunk_sampling = dataclasses.replace(sampling, seed=sampling.seed + start)
+            tokens_BN, _, lengths_B = self.sampler.generate_tokens(rows, chunk_sampling)
+            texts = completion_texts(self.tokenizer, tokens_BN, lengths_B)
+            scores.append(self.rewards.score(texts, targets))
+            lengths.append(lengths_B)
+        scalars = reward_scalars(self.rewards, np.concatenate(scores))
+        scalars["completion_length"] = float(np.concatenate(lengths).mean())
+        return scalars
+
+
+# ---- the experiment ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class GRPOResult:
+    """What a run ended with (also written to `workdir/result.json`).
+
+    Attributes:
+      workdir: the run's folder.
+      step: GRPO steps done.
+      eval: the last held-out evaluation's scalars ({} when none ran in this call).
+      preempted: the run stopped on SIGTERM.
+    """
+
+    workdir: str
+    step: int
+    eval: dict[str, float]
+    preempted: bool
+
+
+def policy_parts(
+    bundle: Bundle, lora: ml_collections.ConfigDict, seed: int, mesh: Mesh, rules: parallel.Rules
+) -> tuple[ModelParts, Any]:
+    """(parts, trainable params) of a loaded model: all its parameters, or, with
+    `lora.rank` > 0, fresh adapters on `lora.targets` over the frozen model."""
+    graphdef, base = nnx.split(bundle.model, nnx.Param)
+    if not lora.rank:
+        return ModelParts(graphdef, bundle.config), base
+    try:
+        adapters = LoRA(
+            bundle.model,
+            rank=lora.rank,
+            alpha=lora.alpha,
+            targets=tuple(lora.targets),
+            rngs=nnx.Rngs(params=seed + 1),
+        )
+    except ValueError as err:
+        raise InputError(f"config.lora.targets: {err}") from None
+    lora_graphdef, params = nnx.split(adapters, nnx.LoRAParam)
+    specs = nnx.get_partition_spec(params)
+    params = jax.device_put(params, parallel.tree_shardings(specs, params, mesh, rules))
+    return ModelParts(graphdef, bundle.config, frozen=base, lora_graphdef=lora_graphdef), params
+
+
+def settings_from_config(cfg: ml_collections.ConfigDict) -> Settings:
+    """The Settings of `config.sampling` and `config.grpo`, checked."""
+    s, g = cfg.sampling, cfg.grpo
+    if s.group_size < 2:
+        raise InputError(
+            f"config.sampling.group_size={s.group_size}: GRPO compares completions within a "
+            "group; use 2 or more"
+        )
+    if g.iterations < 1:
+        raise InputError(f"config.grpo.iterations={g.iterations}: use 1 or more")
+    try:
+        sampling = SamplingParams(s.max_new_tokens, s.temperature, s.top_k, s.top_p)
+    except ValueError as err:
+        raise InputError(f"config.sampling: {err}") from None
+    try:
+        objective = ObjectiveConfig(
+            clip_eps=g.clip_eps,
+            clip_eps_high=g.clip_eps_high,
+            beta=g.beta,
+            kl_estimator=g.kl_estimator,
+            aggregation=g.aggregation,
+            microbatches=g.microbatches,
+        )
+    except ValueError as err:
+        raise InputError(f"config.grpo: {err}") from None
+    return Settings(s.group_size, sampling, g.iterations, objective)
+
+
+def _check_rows(cfg: ml_collections.ConfigDict, mesh: Mesh, rules: parallel.Rules) -> None:
+    rows = cfg.grpo.prompts_per_step * cfg.sampling.group_size
+    microbatches = cfg.grpo.microbatches
+    split = _batch_devices(mesh, rules) * microbatches
+    if rows % split:
+        raise InputError(
+            f"config.grpo.prompts_per_step x config.sampling.group_size = {rows} rows do not "
+            f"split into {microbatches} microbatch(es) over {split // microbatches} devices of "
+            "the batch axes; change either, or config.mesh"
+        )
+
+
+def _prompt_pools(cfg: ml_collections.ConfigDict, bundle: Bundle):
+    corpus_dir = cfg.data.corpus_dir or bundle.corpus.get("corpus_dir", "")
+    if not corpus_dir:
+        raise InputError(
+            f"config.data.corpus_dir is empty and {bundle.path} names no corpus; set it to a "
+            "folder built by `c2s corpus build`"
+        )
+    tasks = tuple(cfg.data.tasks)
+    pools = []
+    for split, limit in (
+        (cfg.data.train_split, cfg.data.train_prompts),
+        (cfg.data.eval_split, cfg.data.eval_prompts),
+    ):
+        pools.append(corpus_prompts(corpus_dir, split, tasks, bundle.tokenizer, limit))
+    return pools
+
+
+def run_grpo(cfg: ml_collections.ConfigDict, workdir: str | Path) -> GRPOResult:
+    """Runs (or resumes) the GRPO experiment `cfg` in `workdir`."""
+    workdir_path = Path(workdir).absolute()
+    workdir_path.mkdir(parents=True, exist_ok=True)
+    is_chief = jax.process_index() == 0
+
+    # ---------------------------------------------------------------- mesh
+    mesh = parallel.make_mesh(dict(cfg.mesh), cfg.dcn_data)
+    rules = tuple(tuple(r) for r in cfg.rules)
+    _check_rows(cfg, mesh, rules)
+
+    # ---------------------------------------------------------------- policy and prompts
+    if not cfg.init_from:
+        raise InputError(
+            "config.init_from is empty: name a training workdir or a model bundle "
+            "(`c2s train` exports one at the end of a run)"
+        )
+    bundle = load_bundle(cfg.init_from, mesh=mesh, rules=rules)
+    parts, params = policy_parts(bundle, cfg.lora, cfg.seed, mesh, rules)
+    train_prompts, eval_prompts = _prompt_pools(cfg, bundle)
+    settings = settings_from_config(cfg)
+    longest = max(len(p.tokens) for p in train_prompts)
+    row_length = -(-(longest + settings.sampling.max_new_tokens - 1) // PROMPT_BUCKET)
+    opt_cfg = ml_collections.ConfigDict(cfg.optimizer.to_dict())
+    opt_cfg.total_steps = cfg.train.steps * settings.iterations
+    learner = GRPO(
+        parts,
+        params,
+        tokenizer=bundle.tokenizer,
+        rewards=build_rewards(cfg.rewards.names, cfg.rewards.weights),
+        settings=settings,
+        tx=make_optimizer(opt_cfg),
+        schedule=learning_rate_schedule(opt_cfg),
+        mesh=mesh,
+        rules=rules,
+        row_length=row_length * PROMPT_BUCKET,
+    )
+    order = PromptOrder(len(train_prompts), cfg.grpo.prompts_per_step, cfg.seed)
+    eval_sampling = dataclasses.replace(
+        settings.sampling,
+        temperature=cfg.eval.temperature,
+        seed=derived_seed(cfg.seed, EVAL_SEED, 0),
+    )
+
+    def evaluate() -> dict[str, float]:
+        # The same seed at every evaluation, so that sampled evaluations of successive
+        # policies differ by the policy, not by the draws.
+        return learner.evaluate(eval_prompts, eval_sampling, cfg.eval.samples, cfg.eval.batch_size)
+
+    # ---------------------------------------------------------------- resume
+    checkpoints = Checkpoints(workdir_path / "checkpoints", cfg.train.keep_checkpoints)
+    step = checkpoints.latest_step() or 0
+    if step:
+        state, order_state = checkpoints.restore(step, learner.state)
+        learner.set_state(state)
+        order.set_state(order_state)
+        log.info("resumed from step %d in %s", step, checkpoints.directory)
+
+    # ---------------------------------------------------------------- loop
+    writer = MetricWriter(workdir_path, enabled=is_chief)
+    preemption = Preemption()
+    bar = tqdm(total=cfg.train.steps, initial=step, unit="step", disable=not is_chief)
+    last_eval: dict[str, float] = {}
+    try:
+        if step == 0:
+            last_eval = evaluate()
+            writer.write(0, last_eval, "eval")
+        while step < cfg.train.steps:
+            prompts = [train_prompts[i] for i in next(order)]
+            scalars = learner.step(prompts, derived_seed(cfg.seed, ROLLOUT_SEED, step))
+            step += 1
+            if not np.isfinite(scalars["loss"]):
+                raise NonFiniteLossError(
+                    f"the GRPO loss is not finite at step {step}; lower "
+                    f"config.optimizer.learning_rate (checkpoints: {checkpoints.directory})"
+                )
+            writer.write(step, scalars)
+            bar.update(1)
+            bar.set_postfix(
+                reward=f"{scalars['reward']:.3f}", tok_s=f"{scalars['tokens_per_s']:.0f}"
+            )
+            every = cfg.eval.every
+            if (every and step % every == 0) or step == cfg.train.steps:
+                last_eval = evaluate()
+                writer.write(step, last_eval, "eval")
+            at_save = step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps
+            if at_save or preemption.requested:
+                checkpoints.save(step, learner.state, order.get_state())
+            if preemption.requested:
+                log.warning("SIGTERM: saved step %d, stopping", step)
+                break
+    finally:
+        bar.close()
+        preemption.restore()
+        checkpoints.close()
+        writer.close()
+
+    if step == cfg.train.steps and not preemption.requested:
+        _export(bundle, parts, learner.state.params, workdir_path, step)
+    result = GRPOResult(str(workdir_path), step, last_eval, preemption.requested)
+    if is_chief:
+        write_text_atomic(
+            workdir_path / "result.json", json.dumps(dataclasses.asdict(result), indent=1)
+        )
+    return result
+
+
+def _export(bundle: Bundle, parts: ModelParts, params, workdir: Path, step: int) -> None:
+    """Writes the policy as a bundle (adapters merged) with the starting bundle's tokenizer
+    and corpus facts, so `c2s eval`, `c2s generate` and `c2s grpo` load it; drops older
+    exports."""
+    if jax.process_count() > 1:
+        log.info("multi-host run: no bundle export (the checkpoint is kept)")
+        return
+    target = workdir / EXPORTS_DIR / f"step_{step:07d}"
+    if target.exists():
+        return
+    export_bundle(
+        parts.model(params, parts.frozen),
+        target,
+        bundle.tokenizer.path,
+        bundle.tokenizer.family,
+        bundle.corpus,
+    )
+    for older in (workdir / EXPORTS_DIR).glob("step_*"):
+        if older != target:
+            shutil.rmtree(older, ignore_errors=True)
+    log.info("exported the policy to %s", target)

@@ -71,6 +71,22 @@ def perturb_seq_adata(seed: int = 0, n_genes: int = 40) -> anndata.AnnData:
     return anndata.AnnData(X=sp.csr_matrix(counts), obs=obs, var=pd.DataFrame(index=genes))
 
 
+def perturb_dataset(path: str) -> dict:
+    """The corpus config's dataset entry for a :func:`perturb_seq_adata` file at `path`."""
+    return dict(
+        name="perturb",
+        path=path,
+        cell_type_key="cell_type",
+        organism="Homo sapiens",
+        perturbation_key="perturbation",
+        control_label="control",
+        perturbation_type="knockout of",
+        dose_key="dose",
+        time_key="time",
+        batch_key="batch",
+    )
+
+
 def spatial_adata(seed: int = 0, side: int = 8, n_genes: int = 30) -> anndata.AnnData:
     """Cells on a side x side grid (obsm['spatial']) from two donors, with a description."""
     rng = np.random.default_rng(seed)

@@ -14,6 +14,7 @@ from c2s_jax.data.tasks import ExampleFactory
 from c2s_jax.errors import InputError
 from tests.data.corpus_helpers import (
     SHIFTED_GENE,
+    perturb_dataset,
     perturb_seq_adata,
     scratch_dir,
     small_config,
@@ -60,20 +61,7 @@ def _spatial_path():
 
 def _perturb_config(**overrides):
     config = _only("perturbation_response", **overrides)
-    config.datasets = [
-        dict(
-            name="perturb",
-            path=_perturb_path(),
-            cell_type_key="cell_type",
-            organism="Homo sapiens",
-            perturbation_key="perturbation",
-            control_label="control",
-            perturbation_type="knockout of",
-            dose_key="dose",
-            time_key="time",
-            batch_key="batch",
-        )
-    ]
+    config.datasets = [perturb_dataset(_perturb_path())]
     return config
 
 

@@ -14,7 +14,13 @@ from c2s_jax.evaluate.held_out import load_held_out
 from c2s_jax.evaluate.perturbation_eval import evaluate_perturbation
 from c2s_jax.model_bundle import load_bundle
 from c2s_jax.train.loop import train
-from tests.data.corpus_helpers import SHIFTED_GENE, perturb_seq_adata, scratch_dir, small_config
+from tests.data.corpus_helpers import (
+    SHIFTED_GENE,
+    perturb_dataset,
+    perturb_seq_adata,
+    scratch_dir,
+    small_config,
+)
 from tests.trained_model import ROOT, pbmc_train_config, pbmc_workdir
 
 EVAL_CONFIG = ROOT / "configs" / "eval" / "pbmc68k.py"
@@ -69,20 +75,7 @@ def perturb_bundle():
     perturb_seq_adata().write_h5ad(data)
     only = {f"tasks.{t}": 0.0 for t in small_config().tasks}
     config = small_config(**{**only, "tasks.perturbation_response": 1.0})
-    config.datasets = [
-        dict(
-            name="perturb",
-            path=str(data),
-            cell_type_key="cell_type",
-            organism="Homo sapiens",
-            perturbation_key="perturbation",
-            control_label="control",
-            perturbation_type="knockout of",
-            dose_key="dose",
-            time_key="time",
-            batch_key="batch",
-        )
-    ]
+    config.datasets = [perturb_dataset(str(data))]
     config.examples = dict(train=200, validation=40, test=40)
     config.tokenizer.vocab_size = 400
     corpus = folder / "corpus"

@@ -126,7 +126,7 @@ def evaluate_generation(
         floor = rng.choice(pool, min(n, len(pool)), replace=False)
         sides["reference"].append((held.reconstructed(ref, k), [condition] * len(ref)))
         sides["floor"].append((held.reconstructed(floor, k), [condition] * len(floor)))
-    gen_matrix = _reconstruct(generated.sentences, held)
+    gen_matrix = held.expression_of(generated.sentences)
     sides["generated"] = [(gen_matrix, generated.requests)]
     reference, floor, gen = (_stack(sides[s]) for s in ("reference", "floor", "generated"))
     known = train_labels != None  # noqa: E711
@@ -185,12 +185,6 @@ def evaluate_generation(
             "reference_labels": reference.labels,
         },
     }
-
-
-def _reconstruct(sentences: list[str], held: HeldOut) -> sp.csr_matrix:
-    from c2s_jax.data.inverse import reconstruct
-
-    return reconstruct(sentences, held.fit, held.symbols)[0]
 
 
 def _stack(parts: list[tuple[sp.spmatrix, list[str]]]) -> Samples:

@@ -63,8 +63,11 @@ class HeldOut:
     def reconstructed(self, cells: np.ndarray, top_k: int) -> sp.csr_matrix:
         """[n, genes] what the cells' top-``top_k`` sentences say through the inverse fit:
         the representation generated cells have, so real and generated compare alike."""
-        texts = [" ".join(self.sentence(c, top_k)) for c in cells]
-        return reconstruct(texts, self.fit, self.symbols)[0]
+        return self.expression_of([" ".join(self.sentence(c, top_k)) for c in cells])
+
+    def expression_of(self, sentences: list[str]) -> sp.csr_matrix:
+        """[n, genes] log10(1 + normalized) expression that sentences say through the fit."""
+        return reconstruct(sentences, self.fit, self.symbols)[0]
 
 
 def load_held_out(bundle: Bundle, dataset: str | None = None) -> HeldOut:

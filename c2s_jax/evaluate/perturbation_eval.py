@@ -13,7 +13,6 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from c2s_jax.data.inverse import reconstruct
 from c2s_jax.data.prompts.formatter import GeneRun, Templates
 from c2s_jax.evaluate.held_out import HeldOut
 from c2s_jax.evaluate.perturbation import (
@@ -121,7 +120,7 @@ def evaluate_perturbation(
             batch = prompts[start : start + cfg.batch_size]
             done = complete_texts(sampler, bundle.tokenizer, batch, params, tables=tables)
             sentences += [sentence_of(c.text) for c in done]
-        predicted = _mean(reconstruct(sentences, held.fit, held.symbols)[0])
+        predicted = _mean(held.expression_of(sentences))
         true, control = reconstructed_mean(cells), control_mean(cells)
         predictions = {"model": predicted, **baseline_predictions(control, train_change)}
         for method, mean in predictions.items():

@@ -33,6 +33,32 @@ _AXIS_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*")
 _LABEL = re.compile(r"[A-Za-z0-9._-]+")
 
 
+def gemma2_size(
+    d_model: int,
+    num_layers: int,
+    num_heads: int,
+    num_kv_heads: int,
+    head_dim: int,
+    mlp_dim: int,
+    **fields: Any,
+) -> dict[str, dict[str, Any]]:
+    """A point of a model-size axis: Gemma-2's architecture at the given shape.
+
+    The query scale follows head_dim (query_pre_attn_scalar = head_dim); `fields` adds or
+    replaces any other model config field (vocab_size, dtype, sliding_window, ...).
+    """
+    overrides = dict(
+        d_model=d_model,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        num_kv_heads=num_kv_heads,
+        head_dim=head_dim,
+        mlp_dim=mlp_dim,
+        query_pre_attn_scalar=head_dim,
+    )
+    return {"model.overrides": {**overrides, **fields}}
+
+
 def axis(
     name: str,
     key: str | None = None,

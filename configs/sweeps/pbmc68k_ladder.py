@@ -28,24 +28,21 @@ add axis("mixture", points={"annotation": {"data.corpus_dir": "corpus_a"}, ...})
 
 import ml_collections
 
-from c2s_jax.sweeps.spec import axis
+from c2s_jax.sweeps.spec import axis, gemma2_size
 
 
 def _gemma2(d_model, num_layers, num_heads, num_kv_heads, head_dim, mlp_dim):
-    return {
-        "model.overrides": {
-            "d_model": d_model,
-            "num_layers": num_layers,
-            "num_heads": num_heads,
-            "num_kv_heads": num_kv_heads,
-            "head_dim": head_dim,
-            "mlp_dim": mlp_dim,
-            "query_pre_attn_scalar": head_dim,
-            "vocab_size": 2304,
-            "sliding_window": 512,
-            "dtype": "float32",
-        },
-    }
+    return gemma2_size(
+        d_model,
+        num_layers,
+        num_heads,
+        num_kv_heads,
+        head_dim,
+        mlp_dim,
+        vocab_size=2304,
+        sliding_window=512,
+        dtype="float32",
+    )
 
 
 def get_config():

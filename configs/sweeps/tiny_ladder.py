@@ -18,25 +18,22 @@ while xl, with the same learning rate of 3e-3, is still mid-way through learning
 
 import ml_collections
 
-from c2s_jax.sweeps.spec import axis
+from c2s_jax.sweeps.spec import axis, gemma2_size
 
 
 def _gemma2(d_model, num_layers, num_heads, num_kv_heads, head_dim, mlp_dim):
-    return {
-        "model.overrides": {
-            "d_model": d_model,
-            "num_layers": num_layers,
-            "num_heads": num_heads,
-            "num_kv_heads": num_kv_heads,
-            "head_dim": head_dim,
-            "mlp_dim": mlp_dim,
-            "query_pre_attn_scalar": head_dim,
-            "vocab_size": 512,
-            "dtype": "float32",
-            # Unrolled layers step faster on a CPU; these models are shallow.
-            "scan_layers": False,
-        },
-    }
+    return gemma2_size(
+        d_model,
+        num_layers,
+        num_heads,
+        num_kv_heads,
+        head_dim,
+        mlp_dim,
+        vocab_size=512,
+        dtype="float32",
+        # Unrolled layers step faster on a CPU; these models are shallow.
+        scan_layers=False,
+    )
 
 
 def get_config():

@@ -24,6 +24,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 
 from c2s_jax import parallel
@@ -104,10 +105,23 @@ def filter_logits(
     return jnp.where(scaled_BV >= threshold_B1, scaled_BV, -jnp.inf)
 
 
+def first_argmax(x_BV: jax.Array) -> jax.Array:
+    """[B] int32: the first index of each row's maximum, as ``jnp.argmax``.
+
+    A max followed by a masked min over indices: two plain reductions that XLA's CPU
+    backend vectorizes, about twice as fast as the paired value/index reduction that
+    ``argmax`` lowers to, and this runs once per generated token.
+    """
+    V = x_BV.shape[-1]
+    max_B1 = jnp.max(x_BV, axis=-1, keepdims=True)
+    index_BV = jnp.where(x_BV == max_B1, jnp.arange(V, dtype=jnp.int32), V)
+    return jnp.min(index_BV, axis=-1)
+
+
 def _choose(logits_BV, allowed_BV, greedy: bool, knobs, key):
     masked_BV = jnp.where(allowed_BV, logits_BV, -jnp.inf)
     if greedy:
-        return jnp.argmax(masked_BV, axis=-1).astype(jnp.int32)
+        return first_argmax(masked_BV)
     filtered_BV = filter_logits(masked_BV, *knobs)
     return jax.random.categorical(key, filtered_BV, axis=-1).astype(jnp.int32)
 
@@ -127,7 +141,9 @@ def _generate(
     greedy: bool,
     max_new: int,
 ):
-    model = parts.model(params, frozen)
+    # Adapters merged and layers unstacked once, outside the decoding loop.
+    decoder_graph, decoder_state = nnx.split(parts.model(params, frozen).unstacked())
+    model = nnx.merge(decoder_graph, decoder_state)
     B, T = prompt_BT.shape
     eos = knobs[3]
     pad_B = T - prompt_lengths_B
@@ -170,8 +186,8 @@ def _generate(
         positions_B1 = (prompt_lengths_B + i)[:, None]
         # nnx Variables may only be used at the trace level they were made at, so the
         # loop body rebuilds the parameter containers at its own level.
-        here = jax.tree.map(lambda x: x, (params, frozen))
-        step_logits, cache = parts.model(*here)(
+        step_model = nnx.merge(decoder_graph, jax.tree.map(lambda x: x, decoder_state))
+        step_logits, cache = step_model(
             token_B[:, None],
             positions=positions_B1,
             segment_ids=jnp.ones_like(positions_B1),

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from c2s_jax.models.einsum import PROJECTION
-from c2s_jax.models.layers import KVCache, token_layout
+from c2s_jax.models.layers import KVCache, TokenLayout, token_layout
 
 REMAT_POLICIES: dict[str, Callable[..., bool] | None] = {
     "none": None,
@@ -54,18 +54,25 @@ def run_layers(
     remat: str,
     scan: bool = True,
 ) -> tuple[jax.Array, KVCache | None]:
-    """Runs the stacked layers in order with one traced body.
+    """Runs the stacked layers in order.
 
     Each layer is called as ``layer(x_BTD, layout, window, kv)`` with its slice of
     ``windows_L`` and of the cache, and returns ``(x_BTD, kv)``. ``positions`` and
     ``segment_ids`` are as in :func:`~c2s_jax.models.layers.token_layout`; ``remat``
     names a policy in :data:`REMAT_POLICIES`.
 
-    With ``scan`` the compiled program loops over the layers, so compile time does not
-    grow with depth. Without it XLA gets the layers unrolled: each layer's window becomes
-    a constant and the backward pass reads activations directly instead of slicing them
-    out of per-layer stacks, which makes a step of a small model markedly faster on a CPU
-    at the price of compile time proportional to depth.
+    Without a cache (training, scoring) the layers run under one traced body. With
+    ``scan`` the compiled program loops over the layers, so compile time does not grow
+    with depth. Without it XLA gets the layers unrolled: each layer's window becomes a
+    constant and the backward pass reads activations directly instead of slicing them out
+    of per-layer stacks, which makes a step of a small model markedly faster on a CPU at
+    the price of compile time proportional to depth.
+
+    With a cache (inference), or when ``stack`` is already an :class:`nnx.List` from
+    :func:`unstack_layers`, the layers run one after another, each on its own parameters
+    and cache buffers, which are then updated in place. Inside a decoding loop a scan
+    would copy every layer's weights and cache in and out of the stacks on every step;
+    unstacked once before the loop (see :meth:`DecoderLM.unstacked`), nothing is copied.
 
     Returns the output and the updated cache (None without one).
     """
@@ -73,19 +80,49 @@ def run_layers(
         raise ValueError(f"unknown remat policy {remat!r}; choose from {list(REMAT_POLICIES)}")
     B, T, _ = x_BTD.shape
     layout, cache = token_layout(B, T, positions, segment_ids, cache)
+    if cache is not None or isinstance(stack, nnx.List):
+        layers = stack if isinstance(stack, nnx.List) else unstack_layers(stack)
+        return _run_layer_list(layers, x_BTD, windows_L, layout, cache)
 
-    def body(layer, x_BTD, window, kv):
-        return layer(x_BTD, layout, window, kv)
+    def body(layer, x_BTD, window):
+        return layer(x_BTD, layout, window, None)[0]
 
     if remat != "none":
         body = nnx.remat(body, policy=REMAT_POLICIES[remat], prevent_cse=False)
     scanned = nnx.scan(
-        body, in_axes=(0, nnx.Carry, 0, 0), out_axes=(nnx.Carry, 0), unroll=1 if scan else True
+        body, in_axes=(0, nnx.Carry, 0), out_axes=nnx.Carry, unroll=1 if scan else True
     )
-    kv_LBSKH = None if cache is None else (cache.k, cache.v)
-    x_BTD, kv_LBSKH = scanned(stack, x_BTD, windows_L, kv_LBSKH)
+    return scanned(stack, x_BTD, windows_L), None
+
+
+def unstack_layers(stack: nnx.Module) -> nnx.List:
+    """The layers of a :func:`stack_layers` stack as separate modules, each holding its own
+    slice of the stacked parameters."""
+    graphdef, state = nnx.split(stack)
+    num_layers = jax.tree.leaves(state)[0].shape[0]
+    return nnx.List(
+        nnx.merge(graphdef, jax.tree.map(lambda a, i=i: a[i], state)) for i in range(num_layers)
+    )
+
+
+def _run_layer_list(
+    layers: nnx.List,
+    x_BTD: jax.Array,
+    windows_L: jax.Array,
+    layout: TokenLayout,
+    cache: KVCache | None,
+) -> tuple[jax.Array, KVCache | None]:
+    """Runs separate layer modules one after another (inference: no remat), each with its
+    own cache buffers."""
+    new_k, new_v = [], []
+    for index, layer in enumerate(layers):
+        kv = None if cache is None else (cache.k[index], cache.v[index])
+        x_BTD, kv = layer(x_BTD, layout, windows_L[index], kv)
+        if kv is not None:
+            new_k.append(kv[0])
+            new_v.append(kv[1])
     if cache is not None:
-        cache = dataclasses.replace(cache, k=kv_LBSKH[0], v=kv_LBSKH[1])
+        cache = dataclasses.replace(cache, k=tuple(new_k), v=tuple(new_v))
     return x_BTD, cache
 
 
@@ -101,6 +138,14 @@ class DecoderLM(nnx.Module):
     config: Any
     layers: nnx.Module
     final_norm: nnx.Module
+
+    def unstacked(self) -> DecoderLM:
+        """A model with the same parameters whose layers are separate modules
+        (:func:`unstack_layers`): what a decoding loop should call, so that slicing the
+        stacked parameters happens once, outside the loop."""
+        model = nnx.merge(*nnx.split(self))
+        model.layers = unstack_layers(self.layers)
+        return model
 
     def init_cache(self, batch: int, max_len: int, dtype: str | None = None) -> KVCache:
         """An empty KV cache of ``max_len`` slots (default dtype: the compute dtype)."""

@@ -109,13 +109,16 @@ class KVCache:
 
     Slots ``[0, end)`` are filled; empty slots have segment id 0 and so are never
     attended to by real tokens. Sliding-window layers keep all ``S`` slots and hide the
-    old ones through the mask, so every layer's cache has the same shape and the stack
-    scans. Writing past ``S`` is not detected (XLA clamps the write): size the cache for
-    prompt plus generated tokens.
+    old ones through the mask. Writing past ``S`` is not detected (XLA clamps the write):
+    size the cache for prompt plus generated tokens.
+
+    Each layer owns its own buffers, laid out key/value head before slot, so a decoding
+    step writes the new slots in place and the attention products read the buffers as
+    they are: no per-layer slice or transpose of the whole cache is materialized.
     """
 
-    k: jax.Array  # [L, B, S, K, H]
-    v: jax.Array  # [L, B, S, K, H]
+    k: tuple[jax.Array, ...]  # L x [B, K, S, H]
+    v: tuple[jax.Array, ...]  # L x [B, K, S, H]
     positions: jax.Array  # [B, S] int32
     segment_ids: jax.Array  # [B, S] int32, 0 = empty or padding
     end: jax.Array  # [] int32, number of filled slots
@@ -124,11 +127,15 @@ class KVCache:
     def init(cls, cfg: Any, batch: int, max_len: int, dtype: str | None = None) -> KVCache:
         """An empty cache of ``max_len`` slots per row for a model config ``cfg`` (any
         with ``num_layers``, ``num_kv_heads``, ``head_dim``); default dtype: ``cfg.dtype``."""
-        kv_shape = (cfg.num_layers, batch, max_len, cfg.num_kv_heads, cfg.head_dim)
+        kv_shape = (batch, cfg.num_kv_heads, max_len, cfg.head_dim)
         kv_dtype = jnp.dtype(dtype or cfg.dtype)
+
+        def buffers() -> tuple[jax.Array, ...]:
+            return tuple(jnp.zeros(kv_shape, kv_dtype) for _ in range(cfg.num_layers))
+
         return cls(
-            k=jnp.zeros(kv_shape, kv_dtype),
-            v=jnp.zeros(kv_shape, kv_dtype),
+            k=buffers(),
+            v=buffers(),
             positions=jnp.zeros((batch, max_len), jnp.int32),
             segment_ids=jnp.zeros((batch, max_len), jnp.int32),
             end=jnp.zeros((), jnp.int32),
@@ -253,29 +260,30 @@ class Attention(nnx.Module):
         window: jax.Array | int,
         kv: tuple[jax.Array, jax.Array] | None,
     ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
-        """Attends ``x_BTD`` to itself, or to the cache ``kv`` = (k_BSKH, v_BSKH) after
+        """Attends ``x_BTD`` to itself, or to the cache ``kv`` = (k_BKSH, v_BKSH) after
         writing the new keys/values at ``layout.cache_index``. Returns (y_BTD, kv)."""
         B, T, _ = x_BTD.shape
         x_BTD = x_BTD.astype(self.dtype)
         rope = dict(base=self.rope_base, rotary_dim=self.rotary_dim)
         q_BTNH = apply_rope(self._project(x_BTD, self.wq, "bq"), layout.q_positions, **rope)
         k_BTKH = apply_rope(self._project(x_BTD, self.wk, "bk"), layout.q_positions, **rope)
-        v_BTKH = self._project(x_BTD, self.wv, "bv")
+        k_BKSH = k_BTKH.transpose(0, 2, 1, 3)
+        v_BKSH = self._project(x_BTD, self.wv, "bv").transpose(0, 2, 1, 3)
         if kv is not None:
-            at = (0, layout.cache_index, 0, 0)
-            k_BTKH = jax.lax.dynamic_update_slice(kv[0], k_BTKH.astype(kv[0].dtype), at)
-            v_BTKH = jax.lax.dynamic_update_slice(kv[1], v_BTKH.astype(kv[1].dtype), at)
-            kv = (k_BTKH, v_BTKH)
-        k_BSKH, v_BSKH = k_BTKH.astype(self.dtype), v_BTKH.astype(self.dtype)
+            at = (0, 0, layout.cache_index, 0)
+            k_BKSH = jax.lax.dynamic_update_slice(kv[0], k_BKSH.astype(kv[0].dtype), at)
+            v_BKSH = jax.lax.dynamic_update_slice(kv[1], v_BKSH.astype(kv[1].dtype), at)
+            kv = (k_BKSH, v_BKSH)
+        k_BKSH, v_BKSH = k_BKSH.astype(self.dtype), v_BKSH.astype(self.dtype)
 
-        K = k_BSKH.shape[2]
+        K = k_BKSH.shape[1]
         q_BTKGH = q_BTNH.reshape(B, T, K, -1, q_BTNH.shape[-1])
-        logits_BKGTS = einsum("btkgh,bskh->bkgts", q_BTKGH, k_BSKH, jnp.float32)
+        logits_BKGTS = einsum("btkgh,bksh->bkgts", q_BTKGH, k_BKSH, jnp.float32)
         logits_BKGTS = softcap(logits_BKGTS * self.query_scale, self.logit_softcap)
         mask_B11TS = attention_mask(layout, window)[:, None, None]
         logits_BKGTS = jnp.where(mask_B11TS, logits_BKGTS, _MASKED_LOGIT)
         probs_BKGTS = jax.nn.softmax(logits_BKGTS, axis=-1).astype(self.dtype)
-        out_BTKGH = einsum("bkgts,bskh->btkgh", probs_BKGTS, v_BSKH)
+        out_BTKGH = einsum("bkgts,bksh->btkgh", probs_BKGTS, v_BKSH)
         out_BTNH = out_BTKGH.reshape(q_BTNH.shape)
         y_BTD = project("btnh,nhd->btd", out_BTNH, self.wo[...].astype(self.dtype))
         if self.use_bias:

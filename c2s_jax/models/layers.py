@@ -267,23 +267,29 @@ class Attention(nnx.Module):
         rope = dict(base=self.rope_base, rotary_dim=self.rotary_dim)
         q_BTNH = apply_rope(self._project(x_BTD, self.wq, "bq"), layout.q_positions, **rope)
         k_BTKH = apply_rope(self._project(x_BTD, self.wk, "bk"), layout.q_positions, **rope)
-        k_BKSH = k_BTKH.transpose(0, 2, 1, 3)
-        v_BKSH = self._project(x_BTD, self.wv, "bv").transpose(0, 2, 1, 3)
-        if kv is not None:
+        v_BTKH = self._project(x_BTD, self.wv, "bv")
+        if kv is None:
+            # Training and scoring: the keys are the new tokens, as projected.
+            key_axes, k_keys, v_keys = "bskh", k_BTKH, v_BTKH
+        else:
+            # The cache is kept head before slot: the new slots are written in place and
+            # the products below read the whole cache without transposing it.
             at = (0, 0, layout.cache_index, 0)
-            k_BKSH = jax.lax.dynamic_update_slice(kv[0], k_BKSH.astype(kv[0].dtype), at)
-            v_BKSH = jax.lax.dynamic_update_slice(kv[1], v_BKSH.astype(kv[1].dtype), at)
-            kv = (k_BKSH, v_BKSH)
-        k_BKSH, v_BKSH = k_BKSH.astype(self.dtype), v_BKSH.astype(self.dtype)
+            kv = tuple(
+                jax.lax.dynamic_update_slice(old, new.transpose(0, 2, 1, 3).astype(old.dtype), at)
+                for old, new in zip(kv, (k_BTKH, v_BTKH), strict=True)
+            )
+            key_axes, k_keys, v_keys = "bksh", kv[0], kv[1]
+        k_keys, v_keys = k_keys.astype(self.dtype), v_keys.astype(self.dtype)
 
-        K = k_BKSH.shape[1]
+        K = k_BTKH.shape[2]
         q_BTKGH = q_BTNH.reshape(B, T, K, -1, q_BTNH.shape[-1])
-        logits_BKGTS = einsum("btkgh,bksh->bkgts", q_BTKGH, k_BKSH, jnp.float32)
+        logits_BKGTS = einsum(f"btkgh,{key_axes}->bkgts", q_BTKGH, k_keys, jnp.float32)
         logits_BKGTS = softcap(logits_BKGTS * self.query_scale, self.logit_softcap)
         mask_B11TS = attention_mask(layout, window)[:, None, None]
         logits_BKGTS = jnp.where(mask_B11TS, logits_BKGTS, _MASKED_LOGIT)
         probs_BKGTS = jax.nn.softmax(logits_BKGTS, axis=-1).astype(self.dtype)
-        out_BTKGH = einsum("bkgts,bksh->btkgh", probs_BKGTS, v_BKSH)
+        out_BTKGH = einsum(f"bkgts,{key_axes}->btkgh", probs_BKGTS, v_keys)
         out_BTNH = out_BTKGH.reshape(q_BTNH.shape)
         y_BTD = project("btnh,nhd->btd", out_BTNH, self.wo[...].astype(self.dtype))
         if self.use_bias:

@@ -5,21 +5,26 @@ A bundle is a directory holding an orbax model checkpoint (``model_config.json``
 and ``c2s_model.json``: the tokenizer family and the corpus metadata that generation and
 evaluation need (gene symbols, inverse-transform fit, task names, corpus location). The
 trainer writes one at the end of a run under ``WORKDIR/exports/step_NNNNNNN``; anything
-that takes a bundle also takes the training workdir and uses its newest export.
+that takes a bundle also takes the training workdir and uses its newest export, local or
+in an object store (``gs://``), whose bundle is first copied to a local cache.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
+from etils import epath
 from jax.sharding import Mesh
+from tqdm.auto import tqdm
 
 from c2s_jax import parallel
+from c2s_jax.atomic_write import is_remote
 from c2s_jax.convert.atomic_dir import atomic_directory
 from c2s_jax.convert.orbax_io import CONFIG_FILE, load_flax, save_flax
 from c2s_jax.data.tokenizer import Tokenizer
@@ -29,6 +34,8 @@ BUNDLE_FILE = "c2s_model.json"
 TOKENIZER_FILE = "tokenizer.model"
 EXPORTS_DIR = "exports"
 _STEP_DIR = re.compile(r"step_(\d+)$")
+# Where bundles from object stores are copied; overridden by the environment variable.
+CACHE_ENV = "C2S_CACHE_DIR"
 
 
 @dataclasses.dataclass
@@ -122,6 +129,65 @@ def resolve(path: str | Path) -> Path:
     )
 
 
+def cache_root() -> Path:
+    """The local folder remote bundles are copied into: ``$C2S_CACHE_DIR``, else
+    ``~/.cache/c2s_jax``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "c2s_jax")
+
+
+def _remote_bundle(url: str) -> epath.Path:
+    """The bundle folder meant by ``url``: a bundle, or a workdir's newest export."""
+    root = epath.Path(url)
+    if (root / BUNDLE_FILE).exists():
+        return root
+    exports = root / EXPORTS_DIR
+    steps = []
+    if exports.is_dir():
+        steps = [
+            (int(m.group(1)), p)
+            for p in exports.iterdir()
+            if (m := _STEP_DIR.search(p.name)) and (p / BUNDLE_FILE).exists()
+        ]
+    if not steps:
+        raise InputError(
+            f"{url}: neither a model bundle ({BUNDLE_FILE}) nor a training workdir with "
+            f"{EXPORTS_DIR}/step_N/{BUNDLE_FILE}; check the URL and that the run finished"
+        )
+    return max(steps)[1]
+
+
+def _files_under(folder: epath.Path) -> list[epath.Path]:
+    files = []
+    for item in folder.iterdir():
+        files.extend(_files_under(item) if item.is_dir() else [item])
+    return files
+
+
+def fetch_bundle(url: str, cache: str | Path | None = None, progress: bool = True) -> Path:
+    """Copies a bundle from an object store to a local folder and returns that folder.
+
+    ``url`` names a bundle or a training workdir (its newest export is taken). The copy
+    goes to ``cache / BUCKET / KEY`` (default :func:`cache_root`) and appears whole or not
+    at all. An export never changes once its ``c2s_model.json`` is written (that file is
+    uploaded last), so an existing copy is used as it is, without a download.
+
+    Raises:
+      InputError: nothing at ``url`` is a bundle or a workdir with exports.
+    """
+    source = _remote_bundle(url)
+    local = Path(cache or cache_root()) / "bundles" / os.fspath(source).split("://", 1)[1]
+    if (local / BUNDLE_FILE).exists():
+        return local
+    files = _files_under(source)
+    with atomic_directory(local) as tmp:
+        for file in tqdm(files, desc=f"copying {source.name}", unit="file", disable=not progress):
+            target = tmp / os.path.relpath(os.fspath(file), os.fspath(source))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with file.open("rb") as reader, open(target, "wb") as writer:
+                shutil.copyfileobj(reader, writer, length=1 << 24)
+    return local
+
+
 def load_bundle(
     path: str | Path,
     *,
@@ -135,13 +201,14 @@ def load_bundle(
     tokenizer given here).
 
     Args:
-      path: bundle directory, training workdir, or a ``c2s convert hf2flax`` directory.
+      path: bundle directory, training workdir, or a ``c2s convert hf2flax`` directory;
+        a ``gs://`` bundle or workdir is first copied to a local cache (:func:`fetch_bundle`).
       mesh, rules: where the parameters go, as in :func:`c2s_jax.convert.load_flax`.
       tokenizer, tokenizer_family: a SentencePiece model to use instead of the bundle's
         (required for a bare checkpoint).
       **config_overrides: model config fields that keep parameter shapes (e.g. dtype).
     """
-    path = Path(path)
+    path = fetch_bundle(os.fspath(path)) if is_remote(path) else Path(path)
     if tokenizer is not None and (path / CONFIG_FILE).exists():
         bundle_dir, description = path, {}
         if (path / BUNDLE_FILE).exists():

@@ -1,10 +1,20 @@
-"""Shared fixtures: the embedded pbmc68k counts and small synthetic AnnData."""
+"""Shared fixtures: the embedded pbmc68k counts, small synthetic AnnData, and a stand-in
+Cloud Storage bucket.
+
+The bucket: `etils.epath` serves gs:// URLs from a local folder and refuses what Cloud
+Storage cannot do (append to an object, rename), so any code that relies on either fails
+here as it would on a real bucket.
+"""
+
+import os
+from pathlib import Path
 
 import anndata
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from etils import epath
 
 from c2s_jax.data.embedded import pbmc68k_counts
 
@@ -37,3 +47,76 @@ def make_counts(
 @pytest.fixture
 def small_counts() -> anndata.AnnData:
     return make_counts()
+
+
+GS = "gs://"
+
+
+class UnsupportedByCloudStorageError(OSError):
+    """An operation that Cloud Storage does not offer."""
+
+
+@pytest.fixture
+def bucket_root(tmp_path):
+    """gs://NAME/KEY is served from bucket_root/NAME/KEY for the length of a test."""
+    root = tmp_path / "gcs"
+
+    def in_bucket(path):
+        return os.fspath(path).startswith(GS)
+
+    def local(path):
+        return str(root / os.fspath(path).removeprefix(GS)) if in_bucket(path) else path
+
+    def remote(path):
+        text = os.fspath(path)
+        inside = text.startswith(f"{root}{os.sep}")
+        return GS + Path(text).relative_to(root).as_posix() if inside else text
+
+    def open_object(original, path, mode):
+        if in_bucket(path):
+            if "a" in mode or "+" in mode:
+                raise UnsupportedByCloudStorageError(f"{path}: objects cannot be appended to")
+            if "w" in mode:  # objects need no parent folders
+                Path(local(path)).parent.mkdir(parents=True, exist_ok=True)
+        return original(local(path), mode)
+
+    def refuse_rename(original, path, dst, *args, **kwargs):
+        if in_bucket(path) or in_bucket(dst):
+            raise UnsupportedByCloudStorageError(f"{path} -> {dst}: objects cannot be renamed")
+        return original(path, dst, *args, **kwargs)
+
+    def mapped(original, path, *args, **kwargs):
+        return original(local(path), *args, **kwargs)
+
+    def glob(original, pattern):
+        return [remote(p) for p in original(local(pattern))]
+
+    def walk(original, top, **kwargs):
+        for folder, dirs, files in original(local(top), **kwargs):
+            yield remote(folder), dirs, files
+
+    def copy(original, path, dst, **kwargs):
+        return original(local(path), local(dst), **kwargs)
+
+    with epath.testing.mock_epath(
+        open=open_object,
+        rename=refuse_rename,
+        replace=refuse_rename,
+        glob=glob,
+        walk=walk,
+        copy=copy,
+        **{
+            name: mapped
+            for name in (
+                "exists",
+                "isdir",
+                "listdir",
+                "makedirs",
+                "mkdir",
+                "remove",
+                "rmtree",
+                "stat",
+            )
+        },
+    ):
+        yield root

@@ -20,7 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", help="input .h5ad (counts or log-normalized)")
     p.add_argument("output", help="output .h5ad")
-    p.add_argument("--checkpoint", required=True, help="model bundle or training workdir")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="model bundle or training workdir (local, or gs:// copied to $C2S_CACHE_DIR)",
+    )
     p.add_argument("--top-k", type=int, default=100, help="genes per cell (default 100)")
     p.add_argument("--seed", type=int, default=0, help="tie-break and UMAP seed")
     source = p.add_mutually_exclusive_group()

@@ -18,7 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--free). With --raw the requests are sent verbatim and the completions printed.",
     )
     p.add_argument("requests", nargs="*", metavar="REQUEST", help="what to generate")
-    p.add_argument("--checkpoint", required=True, help="model bundle or training workdir")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="model bundle or training workdir (local, or gs:// copied to $C2S_CACHE_DIR)",
+    )
     p.add_argument("--prompts-file", help="more requests, one per line")
     p.add_argument("-n", "--num-samples", type=int, default=1, help="samples per request")
     p.add_argument("--num-genes", type=int, default=100, help="genes per cell to ask for")

@@ -18,7 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         '{"prompt": ..., "text": ...} or {"prompt": ..., "choices": [...]}.',
     )
     p.add_argument("texts", nargs="*", metavar="TEXT")
-    p.add_argument("--checkpoint", required=True, help="model bundle or training workdir")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="model bundle or training workdir (local, or gs:// copied to $C2S_CACHE_DIR)",
+    )
     p.add_argument("--prompt", default="", help="the context every TEXT follows")
     p.add_argument("--choices", nargs="+", default=None, help="candidate answers to rank")
     p.add_argument("--jsonl", default=None, help="many prompts at once (see above)")

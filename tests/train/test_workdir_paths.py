@@ -1,8 +1,6 @@
 """Workdirs on object stores (gs://) and reruns of finished runs.
 
-The gs:// tests run against a stand-in bucket: `etils.epath` serves gs:// URLs from a
-local folder and refuses what Cloud Storage cannot do (append to an object, rename), so
-any code that relies on either fails here as it would on a real bucket.
+The gs:// tests run against the stand-in bucket of `tests/conftest.py`.
 """
 
 import dataclasses
@@ -13,7 +11,6 @@ from pathlib import Path
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from etils import epath
 
 from c2s_jax.atomic_write import atomic_path, storage_path, write_text_atomic
 from c2s_jax.model_bundle import BUNDLE_FILE
@@ -21,78 +18,6 @@ from c2s_jax.train import loop
 from c2s_jax.train.checkpoints import Checkpoints
 from c2s_jax.train.loop import TrainResult, train
 from c2s_jax.train.metrics import MetricWriter
-
-GS = "gs://"
-
-
-class UnsupportedByCloudStorageError(OSError):
-    """An operation that Cloud Storage does not offer."""
-
-
-@pytest.fixture
-def bucket_root(tmp_path):
-    """gs://NAME/KEY is served from bucket_root/NAME/KEY for the length of a test."""
-    root = tmp_path / "gcs"
-
-    def in_bucket(path):
-        return os.fspath(path).startswith(GS)
-
-    def local(path):
-        return str(root / os.fspath(path).removeprefix(GS)) if in_bucket(path) else path
-
-    def remote(path):
-        text = os.fspath(path)
-        inside = text.startswith(f"{root}{os.sep}")
-        return GS + Path(text).relative_to(root).as_posix() if inside else text
-
-    def open_object(original, path, mode):
-        if in_bucket(path):
-            if "a" in mode or "+" in mode:
-                raise UnsupportedByCloudStorageError(f"{path}: objects cannot be appended to")
-            if "w" in mode:  # objects need no parent folders
-                Path(local(path)).parent.mkdir(parents=True, exist_ok=True)
-        return original(local(path), mode)
-
-    def refuse_rename(original, path, dst, *args, **kwargs):
-        if in_bucket(path) or in_bucket(dst):
-            raise UnsupportedByCloudStorageError(f"{path} -> {dst}: objects cannot be renamed")
-        return original(path, dst, *args, **kwargs)
-
-    def mapped(original, path, *args, **kwargs):
-        return original(local(path), *args, **kwargs)
-
-    def glob(original, pattern):
-        return [remote(p) for p in original(local(pattern))]
-
-    def walk(original, top, **kwargs):
-        for folder, dirs, files in original(local(top), **kwargs):
-            yield remote(folder), dirs, files
-
-    def copy(original, path, dst, **kwargs):
-        return original(local(path), local(dst), **kwargs)
-
-    with epath.testing.mock_epath(
-        open=open_object,
-        rename=refuse_rename,
-        replace=refuse_rename,
-        glob=glob,
-        walk=walk,
-        copy=copy,
-        **{
-            name: mapped
-            for name in (
-                "exists",
-                "isdir",
-                "listdir",
-                "makedirs",
-                "mkdir",
-                "remove",
-                "rmtree",
-                "stat",
-            )
-        },
-    ):
-        yield root
 
 
 def test_storage_path_keeps_urls_and_makes_local_paths_absolute():

@@ -15,6 +15,7 @@ import warnings
 
 from c2s_jax import commands
 from c2s_jax.errors import InputError
+from c2s_jax.local_cache import enable_compilation_cache
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.overrides = overrides
     warnings.showwarning = _show_warning
+    enable_compilation_cache()
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -29,13 +29,12 @@ from c2s_jax.convert.atomic_dir import atomic_directory
 from c2s_jax.convert.orbax_io import CONFIG_FILE, load_flax, save_flax
 from c2s_jax.data.tokenizer import Tokenizer
 from c2s_jax.errors import InputError
+from c2s_jax.local_cache import cache_root
 
 BUNDLE_FILE = "c2s_model.json"
 TOKENIZER_FILE = "tokenizer.model"
 EXPORTS_DIR = "exports"
 _STEP_DIR = re.compile(r"step_(\d+)$")
-# Where bundles from object stores are copied; overridden by the environment variable.
-CACHE_ENV = "C2S_CACHE_DIR"
 
 
 @dataclasses.dataclass
@@ -127,12 +126,6 @@ def resolve(path: str | Path) -> Path:
         f"{path}: neither a model bundle ({BUNDLE_FILE}) nor a training workdir with "
         f"{EXPORTS_DIR}/; train with `c2s train` (it exports at the end of the run)"
     )
-
-
-def cache_root() -> Path:
-    """The local folder remote bundles are copied into: ``$C2S_CACHE_DIR``, else
-    ``~/.cache/c2s_jax``."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "c2s_jax")
 
 
 def _remote_bundle(url: str) -> epath.Path:

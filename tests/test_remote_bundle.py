@@ -8,7 +8,8 @@ from flax import nnx
 
 from c2s_jax.atomic_write import upload_directory
 from c2s_jax.errors import InputError
-from c2s_jax.model_bundle import BUNDLE_FILE, CACHE_ENV, load_bundle, newest_export
+from c2s_jax.local_cache import CACHE_ENV
+from c2s_jax.model_bundle import BUNDLE_FILE, load_bundle, newest_export
 from tests.trained_model import pbmc_workdir
 
 

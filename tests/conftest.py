@@ -18,6 +18,17 @@ from etils import epath
 
 from c2s_jax.data.embedded import pbmc68k_counts
 
+# The suite compiles hundreds of small programs whose run time is negligible; LLVM's
+# optimization of the generated code (not XLA's own graph passes) was a fifth of the
+# suite's time and decides no test. Benchmarks and users keep XLA's default level.
+SUITE_XLA_FLAGS = "--xla_backend_optimization_level=0"
+
+
+def pytest_configure(config):
+    """Sets the suite's XLA flags before any test starts XLA; the subprocesses that tests
+    start inherit them (see tests/virtual_devices.py)."""
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SUITE_XLA_FLAGS}".strip()
+
 
 @pytest.fixture(scope="session")
 def pbmc_counts() -> anndata.AnnData:

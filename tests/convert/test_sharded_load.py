@@ -5,7 +5,6 @@ Runs in a subprocess because the 8 virtual CPU devices must be configured before
 starts, and this test process already started it with one.
 """
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -15,6 +14,7 @@ from flax import nnx
 
 from c2s_jax.convert import export_hf
 from c2s_jax.models import build_model, get_config
+from tests.virtual_devices import virtual_device_env
 
 SCRIPT = textwrap.dedent(
     """
@@ -57,8 +57,7 @@ SCRIPT = textwrap.dedent(
 def test_load_and_restore_onto_8_device_mesh(tmp_path):
     model = build_model(get_config("gemma2_tiny", dtype="float32"), rngs=nnx.Rngs(0))
     export_hf(model, tmp_path / "ckpt")
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
-    env["JAX_PLATFORMS"] = "cpu"
+    env = virtual_device_env(8)
     repo = Path(__file__).resolve().parents[2]
     result = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(tmp_path / "ckpt"), str(tmp_path / "flax")],

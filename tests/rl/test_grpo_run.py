@@ -19,6 +19,7 @@ from c2s_jax.model_bundle import load_bundle
 from c2s_jax.rl import grpo
 from c2s_jax.rl.prompts import corpus_prompts
 from tests.trained_model import pbmc_workdir
+from tests.virtual_devices import virtual_device_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "grpo" / "pbmc68k_cell_type.py"
@@ -115,11 +116,7 @@ def test_eight_devices_take_the_same_steps_as_one_resumed_device(two_steps, tmp_
         str(tmp_path),
         *(f"--config.{o}" for o in small_overrides("mesh.data=2", "mesh.fsdp=4")),
     ]
-    env = {
-        **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
-        "JAX_PLATFORMS": "cpu",
-    }
+    env = virtual_device_env(8)
     done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     expected, got = by_step(two_steps, "train"), by_step(tmp_path, "train")

@@ -1,22 +1,19 @@
 """The sampler on 8 virtual CPU devices (data x fsdp x tensor) gives the single-device result."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from tests.virtual_devices import virtual_device_env
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_worker(devices: int) -> dict:
-    env = {
-        **os.environ,
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-        "JAX_PLATFORMS": "cpu",
-    }
+    env = virtual_device_env(devices)
     out = subprocess.run(
         [sys.executable, "-m", "tests.sampling.sharded_worker"],
         cwd=ROOT,

@@ -1,7 +1,6 @@
 """Helpers for training tests: a tiny experiment and runs in fresh processes."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from c2s_jax.config_loading import load_config
+from tests.virtual_devices import virtual_device_env
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "train" / "gemma2_tiny_synthetic.py"
@@ -52,12 +52,7 @@ def run_training(
         str(workdir),
         *(f"--config.{o}" for o in (*FAST, *overrides)),
     ]
-    environment = {
-        **os.environ,
-        "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}",
-        "JAX_PLATFORMS": "cpu",
-        **(env or {}),
-    }
+    environment = {**virtual_device_env(devices), **(env or {})}
     if not wait:
         return subprocess.Popen(
             command,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from c2s_jax.sample import Sampler, SamplingParams, filter_logits
+from c2s_jax.sample import Sampler, SamplingParams, filter_logits, first_argmax
 from tests.sampling.helpers import VOCAB, tiny_parts
 
 EOS = 1
@@ -129,3 +129,11 @@ def test_ids_past_the_tokenizer_are_never_written(gemma_sampler):
     free = gemma_sampler.generate_tokens(batch, hot)[0]
     limited = gemma_sampler.generate_tokens(batch, hot, valid_tokens=40)[0]
     assert free.max() >= 40 and limited.max() < 40
+
+
+def test_first_argmax_is_numpy_argmax_with_ties_and_masked_rows():
+    rng = np.random.default_rng(0)
+    logits = rng.integers(0, 4, (64, 50)).astype(np.float32)  # many ties per row
+    logits[3] = -np.inf  # a row with every token masked
+    logits[5, ::7] = np.inf
+    np.testing.assert_array_equal(first_argmax(jnp.asarray(logits)), np.argmax(logits, axis=-1))

@@ -100,10 +100,18 @@ def export_bundle(
 
 def newest_export(workdir: str | Path) -> Path | None:
     """The newest ``exports/step_N`` bundle of a training workdir, or None."""
-    exports = Path(workdir) / EXPORTS_DIR
+    return _newest_export_in(Path(workdir))
+
+
+def _newest_export_in(workdir):
+    """:func:`newest_export` for a local ``Path`` or a remote ``epath.Path`` alike: the
+    newest step folder that holds its ``c2s_model.json`` (written last), or None."""
+    exports = workdir / EXPORTS_DIR
+    if not exports.is_dir():
+        return None
     steps = [
         (int(m.group(1)), p)
-        for p in exports.glob("step_*")
+        for p in exports.iterdir()
         if (m := _STEP_DIR.search(p.name)) and (p / BUNDLE_FILE).exists()
     ]
     return max(steps)[1] if steps else None
@@ -133,20 +141,13 @@ def _remote_bundle(url: str) -> epath.Path:
     root = epath.Path(url)
     if (root / BUNDLE_FILE).exists():
         return root
-    exports = root / EXPORTS_DIR
-    steps = []
-    if exports.is_dir():
-        steps = [
-            (int(m.group(1)), p)
-            for p in exports.iterdir()
-            if (m := _STEP_DIR.search(p.name)) and (p / BUNDLE_FILE).exists()
-        ]
-    if not steps:
+    export = _newest_export_in(root)
+    if export is None:
         raise InputError(
             f"{url}: neither a model bundle ({BUNDLE_FILE}) nor a training workdir with "
             f"{EXPORTS_DIR}/step_N/{BUNDLE_FILE}; check the URL and that the run finished"
         )
-    return max(steps)[1]
+    return export
 
 
 def _files_under(folder: epath.Path) -> list[epath.Path]:

@@ -142,8 +142,8 @@ def _generate(
     max_new: int,
 ):
     # Adapters merged and layers unstacked once, outside the decoding loop.
-    decoder_graph, decoder_state = nnx.split(parts.model(params, frozen).unstacked())
-    model = nnx.merge(decoder_graph, decoder_state)
+    model = parts.model(params, frozen).unstacked()
+    decoder_graph, decoder_state = nnx.split(model)
     B, T = prompt_BT.shape
     eos = knobs[3]
     pad_B = T - prompt_lengths_B

@@ -59,13 +59,12 @@ def worker(steps: int) -> dict:
     kept, so that the step and the peak it is divided by see the same load.
     """
     import jax
-    import ml_collections
 
     from c2s_jax import parallel
     from c2s_jax.train.data import batch_sources, to_global
     from c2s_jax.train.default_config import default_config
     from c2s_jax.train.flops import train_flops_per_token
-    from c2s_jax.train.optimizer import learning_rate_schedule, make_optimizer
+    from c2s_jax.train.optimizer import optimizer_for
     from c2s_jax.train.state import create_train_state
     from c2s_jax.train.step import LossConfig, make_train_step
 
@@ -76,18 +75,17 @@ def worker(steps: int) -> dict:
     mesh = parallel.make_mesh({"data": 1, "fsdp": 1, "tensor": 1})
     rules = tuple(tuple(r) for r in cfg.rules)
     batch_sharding = parallel.batch_sharding(mesh, rules)
-    opt_cfg = ml_collections.ConfigDict(cfg.optimizer.to_dict())
-    opt_cfg.total_steps = cfg.train.steps
-    tx = make_optimizer(opt_cfg)
+    tx, schedule = optimizer_for(cfg.optimizer, cfg.train.steps)
     state, parts, shardings = create_train_state(cfg, tx, mesh)
     source, _, tasks = batch_sources(cfg, parts.config.vocab_size, batch_sharding)
     step_fn = make_train_step(
         parts,
         tx,
-        learning_rate_schedule(opt_cfg),
+        schedule,
         LossConfig(len(tasks), cfg.train.z_loss_weight),
         shardings,
         batch_sharding,
+        rules,
     )
     batch = to_global(next(source), batch_sharding)
     holder = {"state": state}

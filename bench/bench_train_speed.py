@@ -81,6 +81,7 @@ def worker_ours(family: str, ckpt_dir: str, steps: int) -> dict:
             LossConfig(),
             shardings,
             batch_sharding,
+            parallel.DEFAULT_RULES,
         )
         sequence = tokens(batch, seq)
         host = {

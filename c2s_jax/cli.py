@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
-        args.run(args)
+        status = args.run(args)
     except InputError as err:
         print(f"c2s {args.command}: error: {err}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0

@@ -182,6 +182,18 @@ def fetch_bundle(url: str, cache: str | Path | None = None, progress: bool = Tru
     return local
 
 
+def bundle_model_config(path: str | Path):
+    """The model config of a bundle or training workdir (local or ``gs://``), read without
+    its weights (what compiling a step for it needs)."""
+    from c2s_jax.models.registry import config_from_dict
+
+    folder = _remote_bundle(os.fspath(path)) if is_remote(path) else resolve(path)
+    try:
+        return config_from_dict(json.loads((folder / CONFIG_FILE).read_text()))
+    except ValueError as err:
+        raise InputError(f"{folder / CONFIG_FILE}: {err}") from None
+
+
 def load_bundle(
     path: str | Path,
     *,

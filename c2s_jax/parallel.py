@@ -3,13 +3,21 @@
 Every parameter of our models carries logical axis names (`vocab`, `embed`, `mlp`, `heads`,
 `kv_heads`, `head_dim`, `layers`); batches carry `batch` and `length`. Rules map each
 logical name to mesh axes (`data`, `fsdp`, `tensor`), so the same code shards over one
-CPU, eight virtual CPU devices, a GPU or a TPU pod, and the config alone decides how.
+CPU, eight virtual CPU devices, a GPU, a TPU pod, or the devices of a TPU topology that
+exists only for the compiler, and the config alone decides how.
+
+Activations are pinned the same way: a jitted step traces its model inside
+:func:`activation_sharding`, and the models call :func:`constrain` on the activations they
+make, so that the batch stays split over `data` x `fsdp` instead of following the weights'
+`embed` sharding onto every chip.
 """
 
+import contextlib
+import contextvars
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import jax
 import numpy as np
@@ -65,15 +73,19 @@ def mesh_shape(sizes: Mapping[str, int], n_devices: int) -> tuple[int, ...]:
     return tuple(shape)
 
 
-def make_mesh(sizes: Mapping[str, int], dcn_data: int = 1) -> Mesh:
+def make_mesh(
+    sizes: Mapping[str, int], dcn_data: int = 1, devices: Sequence[jax.Device] | None = None
+) -> Mesh:
     """A (data, fsdp, tensor) mesh over all devices.
 
     Args:
       sizes: axis sizes within a slice (or over all devices when dcn_data == 1).
       dcn_data: number of slices; data parallelism across slices goes over the data-center
         network (DCN), everything else stays on the fast interconnect within a slice.
+      devices: the devices to use; default `jax.devices()`. The devices of a TPU topology
+        description (:func:`topology_devices`) give a mesh to compile for, not to run on.
     """
-    devices = jax.devices()
+    devices = list(jax.devices() if devices is None else devices)
     if dcn_data > 1:
         if len(devices) % dcn_data:
             raise InputError(f"config.dcn_data={dcn_data} does not divide {len(devices)} devices")
@@ -87,6 +99,73 @@ def make_mesh(sizes: Mapping[str, int], dcn_data: int = 1) -> Mesh:
             # Virtual CPU devices have no physical topology to follow.
             grid = np.asarray(devices).reshape(shape)
     return Mesh(grid, MESH_AXES)
+
+
+def topology_devices(topology: str, slices: int = 1) -> list:
+    """The devices of a TPU slice (or of `slices` slices) that is not attached: programs
+    can be compiled for them with the TPU compiler, and their memory and cost read.
+
+    Args:
+      topology: an accelerator type ('v5p-128', 'v5litepod-256', 'v6e-64') or a topology
+        ('v5p:4x4x4', 'v5e:16x16').
+      slices: slices joined over the data-center network.
+
+    Raises:
+      InputError: an unknown type, or the TPU compiler (libtpu) is not installed.
+    """
+    from jax.experimental import topologies
+
+    from c2s_jax.accelerators import parse_accelerator
+
+    accelerator = parse_accelerator(topology, "--topology")
+    if not accelerator.grid:
+        raise InputError(
+            f"--topology {topology!r}: {accelerator.chips} chips is not a power of two; name "
+            f"the chip grid instead, e.g. {accelerator.generation.topology_prefix}:4x4x12"
+        )
+    try:
+        import libtpu  # noqa: F401  (only to tell a missing compiler from other failures)
+    except ImportError:
+        raise InputError(
+            "compiling for a TPU needs the TPU compiler: pip install 'libtpu==0.0.42.*' "
+            "(the version jax[tpu] pins for this jax)"
+        ) from None
+    description = topologies.get_topology_desc(
+        platform="tpu",
+        topology_name=accelerator.topology,
+        chip_config_name="default",
+        chips_per_host_bounds=accelerator.chips_per_host_bounds,
+        num_slices=slices,
+    )
+    return list(description.devices)
+
+
+# The mesh and rules that `constrain` pins activations with, while a step is traced.
+_ACTIVATIONS: contextvars.ContextVar[tuple[Mesh, tuple] | None] = contextvars.ContextVar(
+    "activation_sharding", default=None
+)
+
+
+@contextlib.contextmanager
+def activation_sharding(mesh: Mesh | None, rules: Rules) -> Iterator[None]:
+    """Within this block, :func:`constrain` pins activations onto `mesh` by `rules`
+    (nothing when `mesh` is None). Enter it inside the function that is jitted, so that it
+    holds while the function is traced."""
+    token = _ACTIVATIONS.set(None if mesh is None else (mesh, tuple(rules)))
+    try:
+        yield
+    finally:
+        _ACTIVATIONS.reset(token)
+
+
+def constrain(x: jax.Array, axes: Sequence[str | None]) -> jax.Array:
+    """`x` with the sharding its logical `axes` map to, inside :func:`activation_sharding`;
+    `x` unchanged outside it. None in `axes` keeps that dimension replicated."""
+    active = _ACTIVATIONS.get()
+    if active is None:
+        return x
+    mesh, rules = active
+    return jax.lax.with_sharding_constraint(x, sharding_for(axes, x.shape, mesh, rules))
 
 
 def logical_to_spec(axes: Sequence[str | None], rules: Rules) -> PartitionSpec:

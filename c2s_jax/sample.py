@@ -138,6 +138,40 @@ def _generate(
     tables: ConstraintTables | None,
     *,
     parts: ModelParts,
+    mesh: Mesh | None,
+    rules: parallel.Rules,
+    greedy: bool,
+    max_new: int,
+):
+    with parallel.activation_sharding(mesh, rules):
+        return _decode(
+            params,
+            frozen,
+            prompt_BT,
+            prompt_lengths_B,
+            max_new_B,
+            constrained_B,
+            knobs,
+            key,
+            tables,
+            parts=parts,
+            greedy=greedy,
+            max_new=max_new,
+        )
+
+
+def _decode(
+    params,
+    frozen,
+    prompt_BT,
+    prompt_lengths_B,
+    max_new_B,
+    constrained_B,
+    knobs,
+    key,
+    tables: ConstraintTables | None,
+    *,
+    parts: ModelParts,
     greedy: bool,
     max_new: int,
 ):
@@ -240,7 +274,8 @@ class Sampler:
         self.rules = tuple(rules)
         # The graph is static; closing over it keeps it out of jit's hashed arguments.
         self._generate = jax.jit(
-            functools.partial(_generate, parts=parts), static_argnames=("greedy", "max_new")
+            functools.partial(_generate, parts=parts, mesh=mesh, rules=self.rules),
+            static_argnames=("greedy", "max_new"),
         )
 
     def _row_multiple(self) -> int:
@@ -250,11 +285,45 @@ class Sampler:
         axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
         return int(np.prod([self.mesh.shape[a] for a in axes], dtype=np.int64))
 
-    def _place(self, x: np.ndarray) -> jax.Array:
+    def _rows_sharding(self, ndim: int) -> NamedSharding | None:
+        """Rows over the mesh's batch axes (None without a mesh)."""
         if self.mesh is None:
-            return jnp.asarray(x)
-        spec = parallel.logical_to_spec(("batch",) + (None,) * (x.ndim - 1), self.rules)
-        return jax.device_put(x, NamedSharding(self.mesh, spec))
+            return None
+        spec = parallel.logical_to_spec(("batch",) + (None,) * (ndim - 1), self.rules)
+        return NamedSharding(self.mesh, spec)
+
+    def _place(self, x: np.ndarray) -> jax.Array:
+        sharding = self._rows_sharding(x.ndim)
+        return jnp.asarray(x) if sharding is None else jax.device_put(x, sharding)
+
+    def lower(self, rows: int, prompt_length: int, params: SamplingParams) -> jax.stages.Lowered:
+        """The decoding program of :meth:`generate_tokens` for ``rows`` prompts of up to
+        ``prompt_length`` tokens, lowered without running it or allocating its inputs.
+
+        With the sampler's parameters given as sharded ShapeDtypeStructs on a TPU
+        topology's mesh, ``.compile()`` of the result is the TPU compiler's own account of
+        decoding on that slice.
+        """
+        rows = -(-rows // self._row_multiple()) * self._row_multiple()
+        T = -(-prompt_length // PROMPT_BUCKET) * PROMPT_BUCKET
+
+        def per_row(shape, dtype):
+            return jax.ShapeDtypeStruct(shape, dtype, sharding=self._rows_sharding(len(shape)))
+
+        scalars = (jnp.float32, jnp.int32, jnp.float32, jnp.int32, jnp.int32)
+        return self._generate.lower(
+            self.params,
+            self.frozen,
+            per_row((rows, T), jnp.int32),
+            per_row((rows,), jnp.int32),
+            per_row((rows,), jnp.int32),
+            per_row((rows,), bool),
+            tuple(jax.ShapeDtypeStruct((), dtype) for dtype in scalars),
+            jax.eval_shape(lambda: jax.random.key(0)),
+            None,
+            greedy=params.temperature == 0,
+            max_new=params.max_new_tokens,
+        )
 
     def generate_tokens(
         self,

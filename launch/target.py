@@ -3,8 +3,8 @@
 import dataclasses
 import re
 
+from c2s_jax.accelerators import Accelerator, parse_accelerator
 from c2s_jax.errors import InputError
-from launch.accelerators import Accelerator, parse_accelerator
 
 # Cloud TPU resource names: lowercase letters, digits and hyphens, starting with a letter.
 _NAME = re.compile(r"[a-z]([-a-z0-9]{0,50}[a-z0-9])?")

@@ -26,8 +26,11 @@ SUITE_XLA_FLAGS = "--xla_backend_optimization_level=0"
 
 def pytest_configure(config):
     """Sets the suite's XLA flags before any test starts XLA; the subprocesses that tests
-    start inherit them (see tests/virtual_devices.py)."""
+    start inherit them (see tests/virtual_devices.py). Tests run on the CPU: with the TPU
+    compiler (libtpu) installed, JAX would first try to start a TPU that is not there;
+    compiling for a TPU topology works all the same."""
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SUITE_XLA_FLAGS}".strip()
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 
 @pytest.fixture(scope="session")

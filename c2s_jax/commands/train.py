@@ -1,11 +1,10 @@
-"""`c2s train` and `c2s plan`: run an experiment config, or size it before running."""
+"""`c2s train`: run (or resume) an experiment config."""
 
 import argparse
-import json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Adds `c2s train` and `c2s plan` to the subcommands."""
+    """Adds `c2s train` to the subcommands."""
     train = sub.add_parser(
         "train",
         help="train (or resume) an experiment: c2s train --config FILE --workdir DIR",
@@ -20,21 +19,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="checkpoints, metrics and results: a local folder or gs://BUCKET/PATH",
     )
     train.set_defaults(run=_run_train, takes_overrides=True)
-
-    plan = sub.add_parser(
-        "plan",
-        help="per-device memory of an experiment on a mesh, without allocating",
-        description="Prints the per-device bytes of parameters, gradients, optimizer state "
-        "and an activation estimate for --config on a mesh of --devices devices.",
-    )
-    plan.add_argument("--config", required=True, help="experiment file with get_config()")
-    plan.add_argument(
-        "--devices",
-        type=int,
-        default=None,
-        help="devices of the target mesh (default: the devices here)",
-    )
-    plan.set_defaults(run=_run_plan, takes_overrides=True)
 
 
 def start_run(args: argparse.Namespace):
@@ -65,18 +49,3 @@ def _run_train(args: argparse.Namespace) -> None:
         + (f", eval loss {result.eval_loss:.4f}" if result.eval_loss is not None else "")
     )
     print(f"results: {result.workdir}/result.json, metrics.jsonl, tensorboard/, checkpoints/")
-
-
-def _run_plan(args: argparse.Namespace) -> None:
-    import jax
-
-    from c2s_jax import parallel
-    from c2s_jax.config_loading import load_config
-    from c2s_jax.train.memory_plan import plan_memory
-
-    cfg = load_config(args.config, args.overrides)
-    devices = args.devices or jax.device_count()
-    shape = parallel.mesh_shape(dict(cfg.mesh), devices)
-    plan = plan_memory(cfg, dict(zip(parallel.MESH_AXES, shape, strict=True)))
-    print(plan.table())
-    print(json.dumps({"bytes_per_device": plan.total}))

@@ -72,6 +72,31 @@ def _layer_setter(sharding: NamedSharding | None):
     )
 
 
+def hf_model_config(
+    path: str | os.PathLike,
+    *,
+    dtype: str = "float32",
+    compute_dtype: str | None = None,
+    reader: CheckpointReader | None = None,
+    **config_overrides: Any,
+) -> registry.ModelConfig:
+    """The model config of a HF checkpoint directory (its ``config.json`` only; arguments
+    as in :func:`load_hf`).
+
+    Raises:
+      FileNotFoundError: no ``config.json`` in ``path``.
+      CheckpointError: an architecture or variant this package does not implement.
+    """
+    reader = reader or CheckpointReader(path)
+    if compute_dtype is not None:
+        config_overrides["dtype"] = compute_dtype
+    try:
+        family = families.for_hf_config(reader.config)
+        return family.config_from_hf(reader.config, param_dtype=dtype, **config_overrides)
+    except ValueError as err:
+        raise CheckpointError(f"{reader.path / CONFIG_FILE}: {err}") from None
+
+
 def load_hf(
     path: str | os.PathLike,
     mesh: Mesh | None = None,
@@ -103,13 +128,10 @@ def load_hf(
         shape expected), or an architecture or variant this package does not implement.
     """
     reader = CheckpointReader(path)
-    if compute_dtype is not None:
-        config_overrides["dtype"] = compute_dtype
-    try:
-        family = families.for_hf_config(reader.config)
-        cfg = family.config_from_hf(reader.config, param_dtype=dtype, **config_overrides)
-    except ValueError as err:
-        raise CheckpointError(f"{reader.path / CONFIG_FILE}: {err}") from None
+    cfg = hf_model_config(
+        path, dtype=dtype, compute_dtype=compute_dtype, reader=reader, **config_overrides
+    )
+    family = families.for_hf_config(reader.config)
     tensor_rules = family.tensor_rules(cfg)
     check_checkpoint(
         reader, expected_tensors(tensor_rules, cfg.num_layers), family.IGNORED_SUFFIXES

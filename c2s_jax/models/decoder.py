@@ -15,7 +15,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from c2s_jax.models.einsum import PROJECTION
-from c2s_jax.models.layers import KVCache, TokenLayout, token_layout
+from c2s_jax.models.layers import BTD, KVCache, TokenLayout, token_layout
+from c2s_jax.parallel import constrain
 
 REMAT_POLICIES: dict[str, Callable[..., bool] | None] = {
     "none": None,
@@ -85,7 +86,7 @@ def run_layers(
         return _run_layer_list(layers, x_BTD, windows_L, layout, cache)
 
     def body(layer, x_BTD, window):
-        return layer(x_BTD, layout, window, None)[0]
+        return layer(constrain(x_BTD, BTD), layout, window, None)[0]
 
     if remat != "none":
         body = nnx.remat(body, policy=REMAT_POLICIES[remat], prevent_cse=False)
@@ -164,7 +165,7 @@ class DecoderLM(nnx.Module):
         cfg = self.config
         x_BTD, cache = run_layers(
             self.layers,
-            self.embed_tokens(tokens_BT),
+            constrain(self.embed_tokens(tokens_BT), BTD),
             jnp.asarray(cfg.layer_windows, jnp.int32),
             positions=positions,
             segment_ids=segment_ids,
@@ -191,5 +192,5 @@ class DecoderLM(nnx.Module):
         x_BTD, new_cache = self.hidden_states(
             tokens_BT, positions=positions, segment_ids=segment_ids, cache=cache
         )
-        logits_BTV = self.logits(x_BTD)
+        logits_BTV = constrain(self.logits(x_BTD), ("batch", "length", "vocab"))
         return logits_BTV if cache is None else (logits_BTV, new_cache)

@@ -8,7 +8,9 @@ F feed-forward width, V vocabulary, L layers.
 Every parameter carries logical axis names (``embed``, ``mlp``, ``heads``, ``kv_heads``,
 ``head_dim``, ``vocab``; the layer stack adds ``layers``). They are metadata only:
 creating a model never needs a mesh, and whoever places the parameters maps the names to
-mesh axes.
+mesh axes. Activations are pinned by logical names too (:func:`c2s_jax.parallel.constrain`,
+a no-op unless a step traces the model inside ``parallel.activation_sharding``): rows over
+``batch``, heads and hidden units like their weights, and the model dimension replicated.
 """
 
 from __future__ import annotations
@@ -22,12 +24,18 @@ import jax.numpy as jnp
 from flax import nnx
 
 from c2s_jax.models.einsum import einsum, project
+from c2s_jax.parallel import constrain
 
 Initializer = Callable[..., jax.Array]
 
 # A finite stand-in for -inf: a query whose keys are all masked (padding) then gets a
 # uniform softmax instead of NaNs that would poison gradients through the whole batch.
 _MASKED_LOGIT = float(jnp.finfo(jnp.float32).min)
+
+# Logical axes of the activations every layer passes on, [B, T, D], and of feed-forward
+# hidden units, [B, T, F].
+BTD = ("batch", "length", None)
+BTF = ("batch", "length", "mlp")
 
 
 def param(
@@ -247,11 +255,11 @@ class Attention(nnx.Module):
         self.logit_softcap = logit_softcap
         self.dtype = dtype
 
-    def _project(self, x_BTD: jax.Array, w: nnx.Param, b_name: str) -> jax.Array:
+    def _project(self, x_BTD: jax.Array, w: nnx.Param, b_name: str, heads: str) -> jax.Array:
         y = project("btd,dnh->btnh", x_BTD, w[...].astype(self.dtype))
         if self.use_bias:
             y = y + getattr(self, b_name)[...].astype(self.dtype)
-        return y
+        return constrain(y, ("batch", "length", heads, None))
 
     def __call__(
         self,
@@ -265,9 +273,11 @@ class Attention(nnx.Module):
         B, T, _ = x_BTD.shape
         x_BTD = x_BTD.astype(self.dtype)
         rope = dict(base=self.rope_base, rotary_dim=self.rotary_dim)
-        q_BTNH = apply_rope(self._project(x_BTD, self.wq, "bq"), layout.q_positions, **rope)
-        k_BTKH = apply_rope(self._project(x_BTD, self.wk, "bk"), layout.q_positions, **rope)
-        v_BTKH = self._project(x_BTD, self.wv, "bv")
+        q_BTNH = self._project(x_BTD, self.wq, "bq", "heads")
+        q_BTNH = apply_rope(q_BTNH, layout.q_positions, **rope)
+        k_BTKH = self._project(x_BTD, self.wk, "bk", "kv_heads")
+        k_BTKH = apply_rope(k_BTKH, layout.q_positions, **rope)
+        v_BTKH = self._project(x_BTD, self.wv, "bv", "kv_heads")
         if kv is None:
             # Training and scoring: the keys are the new tokens, as projected.
             key_axes, k_keys, v_keys = "bskh", k_BTKH, v_BTKH
@@ -285,16 +295,17 @@ class Attention(nnx.Module):
         K = k_BTKH.shape[2]
         q_BTKGH = q_BTNH.reshape(B, T, K, -1, q_BTNH.shape[-1])
         logits_BKGTS = einsum(f"btkgh,{key_axes}->bkgts", q_BTKGH, k_keys, jnp.float32)
+        logits_BKGTS = constrain(logits_BKGTS, ("batch", "kv_heads", None, "length", None))
         logits_BKGTS = softcap(logits_BKGTS * self.query_scale, self.logit_softcap)
         mask_B11TS = attention_mask(layout, window)[:, None, None]
         logits_BKGTS = jnp.where(mask_B11TS, logits_BKGTS, _MASKED_LOGIT)
         probs_BKGTS = jax.nn.softmax(logits_BKGTS, axis=-1).astype(self.dtype)
         out_BTKGH = einsum(f"bkgts,{key_axes}->btkgh", probs_BKGTS, v_keys)
-        out_BTNH = out_BTKGH.reshape(q_BTNH.shape)
+        out_BTNH = constrain(out_BTKGH.reshape(q_BTNH.shape), ("batch", "length", "heads", None))
         y_BTD = project("btnh,nhd->btd", out_BTNH, self.wo[...].astype(self.dtype))
         if self.use_bias:
             y_BTD = y_BTD + self.bo[...].astype(self.dtype)
-        return y_BTD, kv
+        return constrain(y_BTD, BTD), kv
 
 
 class GeGLU(nnx.Module):
@@ -320,8 +331,8 @@ class GeGLU(nnx.Module):
         x_BTD = x_BTD.astype(self.dtype)
         gate_BTF = project("btd,df->btf", x_BTD, self.w_gate[...].astype(self.dtype))
         up_BTF = project("btd,df->btf", x_BTD, self.w_up[...].astype(self.dtype))
-        h_BTF = jax.nn.gelu(gate_BTF, approximate=True) * up_BTF
-        return project("btf,fd->btd", h_BTF, self.w_down[...].astype(self.dtype))
+        h_BTF = constrain(jax.nn.gelu(gate_BTF, approximate=True) * up_BTF, BTF)
+        return constrain(project("btf,fd->btd", h_BTF, self.w_down[...].astype(self.dtype)), BTD)
 
 
 class GeluMLP(nnx.Module):
@@ -349,5 +360,6 @@ class GeluMLP(nnx.Module):
         x_BTD = x_BTD.astype(self.dtype)
         h_BTF = project("btd,df->btf", x_BTD, self.w_in[...].astype(self.dtype))
         h_BTF = jax.nn.gelu(h_BTF + self.b_in[...].astype(self.dtype), approximate=False)
+        h_BTF = constrain(h_BTF, BTF)
         y_BTD = project("btf,fd->btd", h_BTF, self.w_out[...].astype(self.dtype))
-        return y_BTD + self.b_out[...].astype(self.dtype)
+        return constrain(y_BTD + self.b_out[...].astype(self.dtype), BTD)

@@ -26,14 +26,13 @@ import ml_collections
 import numpy as np
 import optax
 from flax import nnx
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from c2s_jax import parallel
 from c2s_jax.atomic_write import write_text_atomic
 from c2s_jax.errors import InputError
 from c2s_jax.model_bundle import EXPORTS_DIR, Bundle, export_bundle, load_bundle
-from c2s_jax.models.lora import LoRA
 from c2s_jax.rl.objective import group_advantages
 from c2s_jax.rl.prompts import Prompt, PromptOrder, corpus_prompts
 from c2s_jax.rl.rewards import RewardSet, build_rewards
@@ -49,8 +48,14 @@ from c2s_jax.sample import PROMPT_BUCKET, Sampler, SamplingParams
 from c2s_jax.train.checkpoints import Checkpoints
 from c2s_jax.train.loop import NonFiniteLossError, Preemption
 from c2s_jax.train.metrics import MetricWriter
-from c2s_jax.train.optimizer import learning_rate_schedule, make_optimizer
-from c2s_jax.train.state import ModelParts, TrainState
+from c2s_jax.train.optimizer import optimizer_for
+from c2s_jax.train.state import (
+    ModelParts,
+    TrainState,
+    new_train_state,
+    state_shardings,
+    trainable_parts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -156,15 +161,11 @@ class GRPO:
             self.reference = parts.frozen
             if parts.frozen is None:
                 self.reference = jax.tree.map(jnp.copy, params)
-            self._reference_logprobs = make_logprob_fn(parts.graphdef, self.shardings)
-        replicated = NamedSharding(mesh, PartitionSpec())
-        state = TrainState(jnp.zeros((), jnp.int32), params, jax.jit(tx.init)(params))
-        self.state_shardings = jax.tree.map(
-            lambda x: x.sharding if isinstance(x.sharding, NamedSharding) else replicated, state
-        )
-        self.state = jax.device_put(state, self.state_shardings)
+            self._reference_logprobs = make_logprob_fn(parts.graphdef, self.shardings, rules)
+        self.state_shardings = state_shardings(params, tx, mesh, rules)
+        self.state = new_train_state(params, tx, self.state_shardings)
         self._update = make_update_step(
-            parts, tx, schedule, settings.objective, self.state_shardings, self.shardings
+            parts, tx, schedule, settings.objective, self.state_shardings, self.shardings, rules
         )
         self.sampler = Sampler(
             parts, self.state.params, tokenizer.eos_id, frozen=parts.frozen, mesh=mesh, rules=rules
@@ -291,22 +292,7 @@ def policy_parts(
     """(parts, trainable params) of a loaded model: all its parameters, or, with
     `lora.rank` > 0, fresh adapters on `lora.targets` over the frozen model."""
     graphdef, base = nnx.split(bundle.model, nnx.Param)
-    if not lora.rank:
-        return ModelParts(graphdef, bundle.config), base
-    try:
-        adapters = LoRA(
-            bundle.model,
-            rank=lora.rank,
-            alpha=lora.alpha,
-            targets=tuple(lora.targets),
-            rngs=nnx.Rngs(params=seed + 1),
-        )
-    except ValueError as err:
-        raise InputError(f"config.lora.targets: {err}") from None
-    lora_graphdef, params = nnx.split(adapters, nnx.LoRAParam)
-    specs = nnx.get_partition_spec(params)
-    params = jax.device_put(params, parallel.tree_shardings(specs, params, mesh, rules))
-    return ModelParts(graphdef, bundle.config, frozen=base, lora_graphdef=lora_graphdef), params
+    return trainable_parts(graphdef, base, bundle.config, lora, seed, mesh, rules)
 
 
 def settings_from_config(cfg: ml_collections.ConfigDict) -> Settings:
@@ -389,16 +375,15 @@ def run_grpo(cfg: ml_collections.ConfigDict, workdir: str | Path) -> GRPOResult:
     settings = settings_from_config(cfg)
     longest = max(len(p.tokens) for p in train_prompts)
     row_length = -(-(longest + settings.sampling.max_new_tokens - 1) // PROMPT_BUCKET)
-    opt_cfg = ml_collections.ConfigDict(cfg.optimizer.to_dict())
-    opt_cfg.total_steps = cfg.train.steps * settings.iterations
+    tx, schedule = optimizer_for(cfg.optimizer, cfg.train.steps * settings.iterations)
     learner = GRPO(
         parts,
         params,
         tokenizer=bundle.tokenizer,
         rewards=build_rewards(cfg.rewards.names, cfg.rewards.weights),
         settings=settings,
-        tx=make_optimizer(opt_cfg),
-        schedule=learning_rate_schedule(opt_cfg),
+        tx=tx,
+        schedule=schedule,
         mesh=mesh,
         rules=rules,
         row_length=row_length * PROMPT_BUCKET,

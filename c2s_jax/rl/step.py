@@ -23,6 +23,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from c2s_jax import parallel
 from c2s_jax.rl.objective import AGGREGATIONS, KL_ESTIMATORS, grpo_loss, token_logprobs
+from c2s_jax.train.microbatch import accumulate
 from c2s_jax.train.state import ModelParts, TrainState
 
 ROW_KEYS = ("tokens", "targets", "positions", "segment_ids", "completion_mask")
@@ -115,23 +116,15 @@ def batch_shardings(mesh: Mesh, rules: parallel.Rules) -> dict[str, NamedShardin
     return {**{k: rows for k in ROW_KEYS}, "advantages": per_row}
 
 
-def make_logprob_fn(graphdef, shardings: dict[str, NamedSharding]):
+def make_logprob_fn(graphdef, shardings: dict[str, NamedSharding], rules: parallel.Rules):
     """Returns logprobs(params, batch) -> [B, L]: the targets' log-probabilities under the
     model `graphdef` with full parameters `params` (the frozen reference policy)."""
 
     def logprobs(params, batch):
-        return sequence_logprobs(nnx.merge(graphdef, params), batch)
+        with parallel.activation_sharding(shardings["tokens"].mesh, rules):
+            return sequence_logprobs(nnx.merge(graphdef, params), batch)
 
     return jax.jit(logprobs, in_shardings=(None, shardings), out_shardings=shardings["tokens"])
-
-
-def _split_rows(tree, n: int):
-    def split(x):
-        if x.shape[0] % n:
-            raise ValueError(f"{x.shape[0]} rows do not split into {n} microbatches")
-        return x.reshape(n, x.shape[0] // n, *x.shape[1:])
-
-    return jax.tree.map(split, tree)
 
 
 def make_update_step(
@@ -141,6 +134,7 @@ def make_update_step(
     objective: ObjectiveConfig,
     state_shardings,
     shardings: dict[str, NamedSharding],
+    rules: parallel.Rules,
 ):
     """Returns step(state, batch, frozen, old_logp, ref_logp) -> (state, metrics, logp).
 
@@ -190,20 +184,8 @@ def make_update_step(
             return (loss * weight, aux, jax.tree.map(lambda g: g * weight, grads)), logp
 
         whole = (batch, old_logp_BL, ref_logp_BL, units_B, tokens_B)
-        n = objective.microbatches
-        if n == 1:
-            (loss, aux, grads), logp_BL = weighted(whole)
-        else:
-            micro = _split_rows(whole, n)
-
-            def accumulate(carry, part):
-                out, logp = weighted(part)
-                return jax.tree.map(jnp.add, carry, out), logp
-
-            first, logp_first = weighted(jax.tree.map(lambda x: x[0], micro))
-            rest = jax.tree.map(lambda x: x[1:], micro)
-            (loss, aux, grads), logp_rest = jax.lax.scan(accumulate, first, rest)
-            logp_BL = jnp.concatenate([logp_first[None], logp_rest]).reshape(tokens_B.shape[0], -1)
+        with parallel.activation_sharding(shardings["tokens"].mesh, rules):
+            (loss, aux, grads), logp_BL = accumulate(weighted, whole, objective.microbatches)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {

@@ -28,7 +28,7 @@ from c2s_jax.train.checkpoints import Checkpoints
 from c2s_jax.train.data import batch_sources, to_global
 from c2s_jax.train.flops import peak_flops, train_flops_per_token
 from c2s_jax.train.metrics import MetricWriter
-from c2s_jax.train.optimizer import learning_rate_schedule, make_optimizer
+from c2s_jax.train.optimizer import optimizer_for
 from c2s_jax.train.state import create_train_state
 from c2s_jax.train.step import LossConfig, make_eval_step, make_train_step
 
@@ -97,9 +97,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | os.PathLike) -> TrainRe
     batch_sharding = parallel.batch_sharding(mesh, rules)
 
     # ---------------------------------------------------------------- model and optimizer
-    opt_cfg = ml_collections.ConfigDict(cfg.optimizer.to_dict())
-    opt_cfg.total_steps = cfg.train.steps
-    tx, schedule = make_optimizer(opt_cfg), learning_rate_schedule(opt_cfg)
+    tx, schedule = optimizer_for(cfg.optimizer, cfg.train.steps)
     state, parts, shardings = create_train_state(cfg, tx, mesh)
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
     if parts.frozen is not None:
@@ -110,8 +108,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | os.PathLike) -> TrainRe
         cfg, parts.config.vocab_size, batch_sharding
     )
     loss_cfg = LossConfig(len(task_names), cfg.train.z_loss_weight, cfg.train.microbatches)
-    train_step = make_train_step(parts, tx, schedule, loss_cfg, shardings, batch_sharding)
-    eval_step = make_eval_step(parts, loss_cfg, batch_sharding)
+    train_step = make_train_step(parts, tx, schedule, loss_cfg, shardings, batch_sharding, rules)
+    eval_step = make_eval_step(parts, loss_cfg, batch_sharding, rules)
 
     # ---------------------------------------------------------------- resume
     if start is not None:

@@ -65,3 +65,13 @@ def make_optimizer(cfg: ml_collections.ConfigDict) -> optax.GradientTransformati
             mask=lambda params: decay_mask(params, cfg.decay_embeddings),
         ),
     )
+
+
+def optimizer_for(
+    optimizer: ml_collections.ConfigDict, total_steps: int
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """(optimizer, learning-rate schedule) of an experiment's `config.optimizer` for a run
+    of `total_steps` optimizer updates."""
+    cfg = ml_collections.ConfigDict(optimizer.to_dict())
+    cfg.total_steps = total_steps
+    return make_optimizer(cfg), learning_rate_schedule(cfg)

@@ -6,6 +6,7 @@ frozen and passed to the step as a separate, non-donated argument.
 """
 
 import dataclasses
+import functools
 from typing import Any
 
 import flax.struct
@@ -20,6 +21,7 @@ from c2s_jax import parallel
 from c2s_jax.errors import InputError
 from c2s_jax.models import build_model, get_config
 from c2s_jax.models.lora import LoRA, with_lora
+from c2s_jax.models.registry import abstract_model
 
 
 @flax.struct.dataclass
@@ -69,67 +71,148 @@ def model_config(cfg: ml_collections.ConfigDict):
         raise InputError(f"config.model.overrides: {err}") from None
 
 
-def _shardings_of(tree, mesh: Mesh, rules) -> Any:
-    specs = nnx.get_partition_spec(tree)
-    return parallel.tree_shardings(specs, tree, mesh, rules)
+def param_shardings(params, mesh: Mesh, rules: parallel.Rules) -> Any:
+    """NamedShardings of a parameter tree (concrete or abstract) from the logical axes its
+    Variables carry."""
+    return parallel.tree_shardings(nnx.get_partition_spec(params), params, mesh, rules)
 
 
-def _build_base(cfg: ml_collections.ConfigDict, mesh: Mesh, rules):
-    """(graphdef, params) of the base model, initialized or loaded directly onto the mesh."""
+def with_shardings(tree, shardings) -> Any:
+    """ShapeDtypeStructs of `tree`'s leaves carrying `shardings`: what `jit(...).lower`
+    takes to compile for arrays that are never allocated."""
+    return jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings
+    )
+
+
+def state_shardings(
+    params, tx: optax.GradientTransformation, mesh: Mesh, rules: parallel.Rules
+) -> TrainState:
+    """The sharding of every leaf of a TrainState over `params` (concrete or abstract).
+
+    Parameters follow their logical axes; every optimizer-state tree shaped like the
+    parameters (AdamW's moments) is sharded exactly like them; counters are replicated.
+    """
+    params_sharding = param_shardings(params, mesh, rules)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    opt_sharding = optax.tree_map_params(
+        tx,
+        lambda _, sharding: sharding,
+        jax.eval_shape(tx.init, params),
+        params_sharding,
+        transform_non_params=lambda _: replicated,
+    )
+    return TrainState(step=replicated, params=params_sharding, opt_state=opt_sharding)
+
+
+def _fresh_state(tx: optax.GradientTransformation, params) -> TrainState:
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+
+def new_train_state(params, tx: optax.GradientTransformation, shardings: TrainState) -> TrainState:
+    """Step 0 over `params` with a fresh optimizer state, created directly into `shardings`
+    (so no device ever holds a whole moment). `params`' buffers are donated."""
+    return jax.jit(functools.partial(_fresh_state, tx), out_shardings=shardings, donate_argnums=0)(
+        params
+    )
+
+
+def abstract_train_state(
+    params, tx: optax.GradientTransformation, shardings: TrainState
+) -> TrainState:
+    """What :func:`new_train_state` returns, as sharded ShapeDtypeStructs."""
+    return with_shardings(jax.eval_shape(functools.partial(_fresh_state, tx), params), shardings)
+
+
+def base_model(cfg: ml_collections.ConfigDict, mesh: Mesh, *, abstract: bool = False):
+    """(graphdef, params, model config) of the model `config.model` names: loaded from
+    `config.model.init_from`, or initialized from `config.seed`, directly onto the mesh.
+
+    With `abstract`, params are sharded ShapeDtypeStructs and nothing is read or allocated.
+    """
+    rules = tuple(cfg.rules)
     model_cfg = model_config(cfg)
     if cfg.model.init_from:
-        from c2s_jax.convert import load_hf  # imported here: only this path needs it
+        # Imported here: only this path needs the checkpoint converters.
+        from c2s_jax.convert import load_hf
+        from c2s_jax.convert.load import hf_model_config
 
-        model, model_cfg = load_hf(
-            cfg.model.init_from,
-            mesh=mesh,
-            rules=list(rules),
-            dtype=model_cfg.param_dtype,
-            compute_dtype=model_cfg.dtype,
-        )
-        graphdef, params = nnx.split(model, nnx.Param)
-        return graphdef, params, model_cfg
-    abstract = nnx.eval_shape(lambda: build_model(model_cfg, rngs=nnx.Rngs(0)))
-    graphdef, abstract_params = nnx.split(abstract, nnx.Param)
-    shardings = _shardings_of(abstract_params, mesh, rules)
+        load = dict(dtype=model_cfg.param_dtype, compute_dtype=model_cfg.dtype)
+        if not abstract:
+            model, model_cfg = load_hf(cfg.model.init_from, mesh=mesh, rules=list(rules), **load)
+            graphdef, params = nnx.split(model, nnx.Param)
+            return graphdef, params, model_cfg
+        model_cfg = hf_model_config(cfg.model.init_from, **load)
+    graphdef, shapes = nnx.split(abstract_model(model_cfg), nnx.Param)
+    shardings = param_shardings(shapes, mesh, rules)
+    if abstract:
+        return graphdef, with_shardings(shapes, shardings), model_cfg
 
     def init():
         model = build_model(model_cfg, rngs=nnx.Rngs(params=cfg.seed))
         return nnx.state(model, nnx.Param)
 
-    params = jax.jit(init, out_shardings=shardings)()
-    return graphdef, params, model_cfg
+    return graphdef, jax.jit(init, out_shardings=shardings)(), model_cfg
+
+
+def trainable_parts(
+    graphdef,
+    base_params,
+    model_cfg,
+    lora: ml_collections.ConfigDict,
+    seed: int,
+    mesh: Mesh,
+    rules: parallel.Rules,
+) -> tuple[ModelParts, Any]:
+    """(parts, trainable params) over a base model: all its parameters, or, with
+    `lora.rank` > 0, fresh adapters on `lora.targets` (seeded by `seed + 1`) over the frozen
+    base. Abstract base parameters give abstract adapters."""
+    if not lora.rank:
+        return ModelParts(graphdef, model_cfg), base_params
+    abstract = isinstance(jax.tree.leaves(base_params)[0], jax.ShapeDtypeStruct)
+
+    def adapters() -> LoRA:
+        return LoRA(
+            nnx.merge(graphdef, base_params),
+            rank=lora.rank,
+            alpha=lora.alpha,
+            targets=tuple(lora.targets),
+            rngs=nnx.Rngs(params=seed + 1),
+        )
+
+    try:
+        module = nnx.eval_shape(adapters) if abstract else adapters()
+    except ValueError as err:
+        raise InputError(f"config.lora.targets: {err}") from None
+    lora_graphdef, params = nnx.split(module, nnx.LoRAParam)
+    shardings = param_shardings(params, mesh, rules)
+    params = with_shardings(params, shardings) if abstract else jax.device_put(params, shardings)
+    parts = ModelParts(graphdef, model_cfg, frozen=base_params, lora_graphdef=lora_graphdef)
+    return parts, params
 
 
 def create_train_state(
-    cfg: ml_collections.ConfigDict, tx: optax.GradientTransformation, mesh: Mesh
-) -> tuple[TrainState, ModelParts, Any]:
-    """Builds the state on the mesh.
+    cfg: ml_collections.ConfigDict,
+    tx: optax.GradientTransformation,
+    mesh: Mesh,
+    *,
+    abstract: bool = False,
+) -> tuple[TrainState, ModelParts, TrainState]:
+    """Builds the state of `cfg` on the mesh.
 
     Returns:
       (state, parts, state_shardings): parameters placed by the logical-axis rules of
-      `config.rules`, optimizer state alongside them, and the sharding tree of the state
-      (what the step's in/out shardings and checkpoint restores use).
+      `config.rules`, optimizer state sharded like them, and the sharding tree of the state
+      (what the step's in/out shardings and checkpoint restores use). With `abstract`, the
+      state (and a LoRA base in `parts.frozen`) are sharded ShapeDtypeStructs: enough to
+      compile a step for any mesh, including a TPU topology's, without allocating.
     """
     rules = tuple(cfg.rules)
-    graphdef, base_params, model_cfg = _build_base(cfg, mesh, rules)
-    if cfg.lora.rank:
-        lora = LoRA(
-            nnx.merge(graphdef, base_params),
-            rank=cfg.lora.rank,
-            alpha=cfg.lora.alpha,
-            targets=tuple(cfg.lora.targets),
-            rngs=nnx.Rngs(params=cfg.seed + 1),
-        )
-        lora_graphdef, params = nnx.split(lora, nnx.LoRAParam)
-        params = jax.device_put(params, _shardings_of(params, mesh, rules))
-        parts = ModelParts(graphdef, model_cfg, frozen=base_params, lora_graphdef=lora_graphdef)
-    else:
-        params, parts = base_params, ModelParts(graphdef, model_cfg)
-    replicated = NamedSharding(mesh, PartitionSpec())
-    opt_state = jax.jit(tx.init)(params)
-    state = TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state)
-    shardings = jax.tree.map(
-        lambda x: x.sharding if isinstance(x.sharding, NamedSharding) else replicated, state
+    graphdef, base_params, model_cfg = base_model(cfg, mesh, abstract=abstract)
+    parts, params = trainable_parts(
+        graphdef, base_params, model_cfg, cfg.lora, cfg.seed, mesh, rules
     )
-    return jax.device_put(state, shardings), parts, shardings
+    shardings = state_shardings(params, tx, mesh, rules)
+    if abstract:
+        return abstract_train_state(params, tx, shardings), parts, shardings
+    return new_train_state(params, tx, shardings), parts, shardings

@@ -7,13 +7,16 @@ gave them; the old state's buffers are donated to the new one.
 """
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
+from c2s_jax import parallel
 from c2s_jax.train.loss import masked_loss
+from c2s_jax.train.microbatch import accumulate
 from c2s_jax.train.state import ModelParts, TrainState
 
 BATCH_KEYS = ("tokens", "targets", "loss_mask", "segment_ids", "positions", "task_id")
@@ -43,15 +46,6 @@ def _objective(parts: ModelParts, params, frozen, batch, loss_cfg: LossConfig):
     )
 
 
-def _split_microbatches(batch: dict, n: int) -> dict:
-    def split(x):
-        if x.shape[0] % n:
-            raise ValueError(f"batch of {x.shape[0]} rows does not split into {n} microbatches")
-        return x.reshape(n, x.shape[0] // n, *x.shape[1:])
-
-    return {k: split(v) for k, v in batch.items()}
-
-
 def make_train_step(
     parts: ModelParts,
     tx: optax.GradientTransformation,
@@ -59,28 +53,29 @@ def make_train_step(
     loss_cfg: LossConfig,
     state_shardings,
     batch_sharding: NamedSharding,
+    rules: parallel.Rules,
 ):
     """Returns step(state, batch, frozen) -> (state, metrics), jitted and donating `state`.
 
-    `metrics` holds scalars `loss` (mean cross-entropy over answer tokens), `z_loss`,
-    `grad_norm`, `learning_rate`, `tokens` (answer tokens), `batch_tokens` (non-padding
-    tokens processed), and per-task `task_ce_sum`/`task_tokens` [K].
+    Activations are pinned by `rules` on the batch sharding's mesh (see
+    :func:`c2s_jax.parallel.constrain`). `metrics` holds scalars `loss` (mean cross-entropy
+    over answer tokens), `z_loss`, `grad_norm`, `learning_rate`, `tokens` (answer tokens),
+    `batch_tokens` (non-padding tokens processed), and per-task `task_ce_sum`/`task_tokens`
+    [K].
     """
     grad_fn = jax.value_and_grad(lambda p, f, b: _objective(parts, p, f, b, loss_cfg), has_aux=True)
 
+    def gradients(batch: dict, params, frozen) -> tuple[tuple, None]:
+        (_, aux), grads = grad_fn(params, frozen, batch)
+        return (grads, aux), None
+
     def step(state: TrainState, batch: dict, frozen) -> tuple[TrainState, dict]:
-        if loss_cfg.microbatches == 1:
-            (_, aux), grads = grad_fn(state.params, frozen, batch)
-        else:
-            micro = _split_microbatches(batch, loss_cfg.microbatches)
-
-            def accumulate(carry, one):
-                (_, aux), grads = grad_fn(state.params, frozen, one)
-                return jax.tree.map(jnp.add, carry, (grads, aux)), None
-
-            (_, aux), grads = grad_fn(state.params, frozen, jax.tree.map(lambda x: x[0], micro))
-            rest = jax.tree.map(lambda x: x[1:], micro)
-            (grads, aux), _ = jax.lax.scan(accumulate, (grads, aux), rest)
+        with parallel.activation_sharding(batch_sharding.mesh, rules):
+            (grads, aux), _ = accumulate(
+                functools.partial(gradients, params=state.params, frozen=frozen),
+                batch,
+                loss_cfg.microbatches,
+            )
         tokens = jnp.maximum(aux["tokens"], 1.0)
         grads = jax.tree.map(lambda g: g / tokens, grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -106,11 +101,14 @@ def make_train_step(
     )
 
 
-def make_eval_step(parts: ModelParts, loss_cfg: LossConfig, batch_sharding: NamedSharding):
+def make_eval_step(
+    parts: ModelParts, loss_cfg: LossConfig, batch_sharding: NamedSharding, rules: parallel.Rules
+):
     """Returns eval(params, batch, frozen) -> loss sums (`ce_sum`, `tokens`, per-task)."""
 
     def evaluate(params, batch, frozen):
-        _, aux = _objective(parts, params, frozen, batch, loss_cfg)
+        with parallel.activation_sharding(batch_sharding.mesh, rules):
+            _, aux = _objective(parts, params, frozen, batch, loss_cfg)
         return aux
 
     replicated = NamedSharding(batch_sharding.mesh, PartitionSpec())

@@ -2,8 +2,8 @@
 
 import pytest
 
+from c2s_jax.accelerators import parse_accelerator
 from c2s_jax.errors import InputError
-from launch.accelerators import parse_accelerator
 
 
 @pytest.mark.parametrize(

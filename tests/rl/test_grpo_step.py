@@ -59,7 +59,7 @@ def _setup(seed=0):
     rng = np.random.default_rng(seed)
     prompts = [rng.integers(2, V, n).astype(np.int32) for n in (3, 5, 2, 4)]
     completions_BN = rng.integers(2, V, (4, 6)).astype(np.int32)
-    batch = rollout_batch(prompts, completions_BN, np.array([6, 2, 0, 4]), L)
+    batch = rollout_batch(prompts, completions_BN, np.array([6, 2, 4, 0]), L)
     batch["advantages"] = np.array([1.2, -0.4, 0.7, -1.5], np.float32)
     logp_BL = np.asarray(_logprobs(graphdef, params, batch))
     mask_BL = batch["completion_mask"]
@@ -86,8 +86,8 @@ def test_microbatches_take_the_whole_batch_step(aggregation):
 
     (loss, aux), grads = jax.jit(jax.value_and_grad(expected_loss, has_aux=True))(params)
     expected_params = jax.tree.map(lambda p, g: p - 0.5 * g, params, grads)
-    # Two microbatches of unequal weight: rows 0-1 hold 8 completion tokens in two
-    # sequences, rows 2-3 hold 4 in one.
+    # Two microbatches of unequal weight: rows 0 and 2 hold 10 completion tokens in two
+    # sequences, rows 1 and 3 hold 2 in one.
     step = make_update_step(
         parts,
         tx,
@@ -95,6 +95,7 @@ def test_microbatches_take_the_whole_batch_step(aggregation):
         ObjectiveConfig(microbatches=2, **knobs),
         None,
         shardings,
+        (),
     )
     state = TrainState(jnp.zeros((), jnp.int32), jax.tree.map(jnp.copy, params), tx.init(params))
     new_state, metrics, logp_BL = step(state, batch, None, old_BL, ref_BL)

@@ -1,0 +1,141 @@
+"""`c2s plan`: what a step of an experiment needs per chip, before anything runs.
+
+`--compile` is the truth: the trainer's (GRPO's, the sampler's) own step compiled by the TPU
+compiler for the slice the config names (or --topology), on this machine. Without it, a
+quick estimate from shapes and shardings.
+"""
+
+import argparse
+import json
+import sys
+
+from c2s_jax.errors import InputError
+
+DOES_NOT_FIT = 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Adds `c2s plan` to the subcommands."""
+    plan = sub.add_parser(
+        "plan",
+        help="per-chip memory and FLOPs of an experiment's step on a TPU slice, before launch",
+        description="With --compile: builds the step (training, GRPO update or sampler) "
+        "over abstract arrays, compiles it with the TPU compiler for the slice in "
+        "config.target (or --topology), and reports the compiler's per-chip memory against "
+        "HBM, compiled vs model FLOPs and the collectives; exits 1 when it does not fit. "
+        "Needs libtpu (pip install 'libtpu==0.0.42.*'), not a TPU. Without --compile: a "
+        "quick estimate on a mesh of --devices devices.",
+    )
+    plan.add_argument("--config", required=True, help="experiment file with get_config()")
+    plan.add_argument(
+        "--compile", action="store_true", help="compile the step with the TPU compiler"
+    )
+    plan.add_argument(
+        "--topology",
+        help="slice to compile for: an accelerator type (v5p-128, v5litepod-256, v6e-64) or a "
+        "topology (v5p:4x4x4); default config.target.slice",
+    )
+    plan.add_argument(
+        "--slices", type=int, help="slices over the data-center network (default config.dcn_data)"
+    )
+    plan.add_argument(
+        "--step",
+        choices=("train", "grpo", "decode"),
+        help="which step: train (training configs' default), grpo (GRPO configs' default: "
+        "the policy update) or decode (the sampler)",
+    )
+    plan.add_argument(
+        "--prompt-tokens", type=int, default=256, help="prompt length for decode and grpo"
+    )
+    plan.add_argument(
+        "--new-tokens",
+        type=int,
+        default=None,
+        help="tokens generated per prompt for decode (default 256; GRPO: sampling.max_new_tokens)",
+    )
+    plan.add_argument(
+        "--rows",
+        type=int,
+        default=None,
+        help="prompts decoded at once (default: data.batch_size; GRPO: prompts x group size)",
+    )
+    plan.add_argument("--json", action="store_true", help="print one JSON object")
+    plan.add_argument(
+        "--devices",
+        type=int,
+        default=None,
+        help="without --compile: devices of the target mesh (default config.target.devices, "
+        "else the devices here)",
+    )
+    plan.set_defaults(run=_run_plan, takes_overrides=True)
+
+
+def _run_plan(args: argparse.Namespace) -> int:
+    from c2s_jax.config_loading import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    if args.compile:
+        return _compiled(args, cfg)
+    return _estimate(args, cfg)
+
+
+def _compiled(args: argparse.Namespace, cfg) -> int:
+    from c2s_jax.train.compiled_plan import plan_compiled
+
+    is_grpo = "grpo" in cfg
+    step = args.step or ("grpo" if is_grpo else "train")
+    if (step == "grpo") != is_grpo and step != "decode":
+        kind = "a GRPO" if is_grpo else "a training"
+        raise InputError(f"{args.config} is {kind} config: --step {step} does not apply to it")
+    target = cfg.get("target")
+    topology = args.topology or (target.slice if target is not None else None)
+    if not topology:
+        raise InputError(
+            f"{args.config} names no config.target.slice: pass --topology, e.g. v5p-128"
+        )
+    slices = args.slices or cfg.get("dcn_data", 1)
+    model_cfg = None
+    if is_grpo:
+        from c2s_jax.model_bundle import bundle_model_config
+
+        if not cfg.init_from:
+            raise InputError("config.init_from is empty: name the bundle whose model to plan for")
+        model_cfg = bundle_model_config(cfg.init_from)
+    new_tokens = args.new_tokens or (cfg.sampling.max_new_tokens if is_grpo else 256)
+    plan = plan_compiled(
+        cfg,
+        topology=topology,
+        slices=slices,
+        step=step,
+        model_cfg=model_cfg,
+        prompt_tokens=args.prompt_tokens,
+        new_tokens=new_tokens,
+        rows=args.rows,
+    )
+    print(json.dumps(plan.as_json()) if args.json else plan.table())
+    if plan.fits:
+        return 0
+    print(
+        f"c2s plan: the {step} step of {args.config} needs {plan.total_gib:.1f} GiB per chip on "
+        f"{plan.topology}, more than {plan.hbm_gib:g} GiB x 95%: use more chips, fewer rows "
+        "per chip (config.data.batch_size, config.train.microbatches), or remat 'full'",
+        file=sys.stderr,
+    )
+    return DOES_NOT_FIT
+
+
+def _estimate(args: argparse.Namespace, cfg) -> int:
+    import jax
+
+    from c2s_jax import parallel
+    from c2s_jax.train.memory_plan import plan_memory
+
+    target = cfg.get("target")
+    devices = args.devices or (target.devices if target is not None else jax.device_count())
+    shape = parallel.mesh_shape(dict(cfg.mesh), devices)
+    plan = plan_memory(cfg, dict(zip(parallel.MESH_AXES, shape, strict=True)))
+    if args.json:
+        print(json.dumps({"bytes_per_device": plan.total, "devices": devices}))
+    else:
+        print(plan.table())
+    return 0

@@ -1,0 +1,361 @@
+"""The TPU compiler's own account of a step on a slice that is not attached.
+
+The trainer's (or GRPO's, or the sampler's) own jitted step is built over abstract state
+and batch, sharded for a TPU topology's devices (:func:`c2s_jax.parallel.topology_devices`),
+and compiled by the TPU compiler (libtpu) on this machine. What it reports is what the slice
+would run: per-device memory (arguments, outputs, aliased, temporaries), matmul FLOPs with
+every loop body counted once per iteration (:mod:`c2s_jax.train.hlo_stats`), and the
+collectives. This is what `c2s plan --compile` prints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from c2s_jax import parallel
+from c2s_jax.accelerators import parse_accelerator
+from c2s_jax.train.flops import train_flops_per_token
+from c2s_jax.train.hlo_stats import ProgramStats, program_stats
+
+GIB = 2**30
+# A step fits when the compiler's total leaves this share of HBM to the runtime.
+FIT_FRACTION = 0.95
+STEPS = ("train", "grpo", "decode")
+
+
+@dataclasses.dataclass(frozen=True)
+class CompiledPlan:
+    """One compiled step on one slice. Memory is per device, in GiB; FLOPs per step over
+    all devices.
+
+    Attributes:
+      step: 'train', 'grpo' or 'decode'.
+      topology: the slice (e.g. 'v5p-128 (v5p:4x4x4)'), times the slice count.
+      devices: chips the step runs on.
+      mesh: {mesh axis: size}.
+      hbm_gib: HBM of one chip.
+      argument_gib, output_gib, alias_gib, temp_gib: the compiler's memory analysis
+        (aliased: outputs that reuse donated arguments' buffers).
+      resident_gib: arrays held beside the step that it does not take (GRPO's frozen copy
+        of the starting policy for the KL penalty).
+      compiled_flops_per_step: matmul FLOPs of the compiled program, loop bodies times their
+        trip counts, summed over devices.
+      model_flops_per_step: what the model needs (c2s_jax.train.flops); see `flops_note`.
+      xla_flops_per_device: XLA's cost analysis as reported (loop bodies counted once).
+      collectives: collective instructions of each kind in the program.
+      collectives_per_step: executions of each kind in one step (loops multiplied out).
+      loop_trip_counts: every loop's trip count (None: read as 1, not known statically).
+      cost_model_seconds: XLA's cost-model step time, an estimate; None where it is not
+        positive (v5e, several slices).
+      compile_seconds: wall time of lowering and compiling here.
+      flops_note: how each FLOP figure was counted.
+    """
+
+    step: str
+    topology: str
+    devices: int
+    mesh: dict
+    hbm_gib: float
+    argument_gib: float
+    output_gib: float
+    alias_gib: float
+    temp_gib: float
+    resident_gib: float
+    compiled_flops_per_step: float
+    model_flops_per_step: float
+    xla_flops_per_device: float
+    collectives: dict
+    collectives_per_step: dict
+    loop_trip_counts: list
+    cost_model_seconds: float | None
+    compile_seconds: float
+    flops_note: str
+
+    @property
+    def total_gib(self) -> float:
+        """Per-device peak: arguments + outputs - aliased + temporaries + resident."""
+        return (
+            self.argument_gib + self.output_gib - self.alias_gib + self.temp_gib + self.resident_gib
+        )
+
+    @property
+    def fits(self) -> bool:
+        """The total leaves at least (1 - FIT_FRACTION) of HBM free."""
+        return self.total_gib <= FIT_FRACTION * self.hbm_gib
+
+    def as_json(self) -> dict[str, Any]:
+        """A JSON-ready dict of every figure, `total_gib` and `fits` included."""
+        return {**dataclasses.asdict(self), "total_gib": self.total_gib, "fits": self.fits}
+
+    def table(self) -> str:
+        """A printable report."""
+        rows = [
+            ("arguments", self.argument_gib),
+            ("outputs", self.output_gib),
+            ("aliased (donated)", -self.alias_gib),
+            ("temporaries", self.temp_gib),
+        ]
+        if self.resident_gib:
+            rows.append(("held beside the step", self.resident_gib))
+        rows.append(("total", self.total_gib))
+        share = self.total_gib / self.hbm_gib
+        lines = [
+            f"{self.step} step compiled for {self.topology}: {self.devices} chips, mesh "
+            f"{self.mesh}, {self.compile_seconds:.0f} s to compile",
+            f"memory per chip (TPU compiler), of {self.hbm_gib:g} GiB HBM:",
+            *(f"  {name:22s} {value:10.3f} GiB" for name, value in rows),
+            f"  {'fits' if self.fits else 'DOES NOT FIT'} ({share:.0%} of HBM; the limit is "
+            f"{FIT_FRACTION:.0%})",
+            f"FLOPs per step: compiled {self.compiled_flops_per_step:.4g}, model "
+            f"{self.model_flops_per_step:.4g} (ratio "
+            f"{self.compiled_flops_per_step / max(self.model_flops_per_step, 1):.3f})",
+            f"  {self.flops_note}",
+            "collectives (in the program / per step): "
+            + ", ".join(
+                f"{k} {self.collectives[k]}/{self.collectives_per_step[k]}"
+                for k in self.collectives
+            ),
+        ]
+        if self.cost_model_seconds is not None:
+            lines.append(
+                f"XLA cost-model step time (an estimate, not a measurement): "
+                f"{self.cost_model_seconds:.3g} s"
+            )
+        return "\n".join(lines)
+
+
+def topology_mesh(
+    cfg: ml_collections.ConfigDict, topology: str, slices: int
+) -> tuple[jax.sharding.Mesh, float, str]:
+    """(mesh of `cfg` over the topology's devices, HBM GiB per chip, the slice's name)."""
+    accelerator = parse_accelerator(topology, "--topology")
+    devices = parallel.topology_devices(topology, slices)
+    mesh = parallel.make_mesh(dict(cfg.mesh), slices, devices)
+    name = f"{accelerator.type} ({accelerator.topology})"
+    if slices > 1:
+        name = f"{slices} x {name}"
+    return mesh, accelerator.generation.hbm_gib, name
+
+
+def compile_train_step(cfg: ml_collections.ConfigDict, mesh) -> tuple[Any, float]:
+    """(compiled train step of `cfg` on `mesh`, model FLOPs per step): the trainer's own
+    state, optimizer and step over abstract arrays."""
+    from c2s_jax.train.optimizer import optimizer_for
+    from c2s_jax.train.state import create_train_state
+    from c2s_jax.train.step import BATCH_KEYS, LossConfig, make_train_step
+
+    rules = tuple(tuple(r) for r in cfg.rules)
+    tx, schedule = optimizer_for(cfg.optimizer, cfg.train.steps)
+    state, parts, shardings = create_train_state(cfg, tx, mesh, abstract=True)
+    batch_sharding = parallel.batch_sharding(mesh, rules)
+    loss_cfg = LossConfig(cfg.data.num_tasks, cfg.train.z_loss_weight, cfg.train.microbatches)
+    step = make_train_step(parts, tx, schedule, loss_cfg, shardings, batch_sharding, rules)
+    rows, length = cfg.data.batch_size, cfg.data.seq_len
+    batch = {
+        key: jax.ShapeDtypeStruct((rows, length), jnp.int32, sharding=batch_sharding)
+        for key in BATCH_KEYS
+    }
+    compiled = step.lower(state, batch, parts.frozen).compile()
+    model_flops = train_flops_per_token(parts.config, length) * rows * length
+    return compiled, model_flops
+
+
+def compile_grpo_step(
+    cfg: ml_collections.ConfigDict, mesh, model_cfg, prompt_tokens: int
+) -> tuple[Any, float, float]:
+    """(compiled GRPO update of `cfg` for a model of `model_cfg` on `mesh`, model FLOPs per
+    update, bytes per device held beside it): rows of `prompt_tokens` prompt tokens plus
+    `config.sampling.max_new_tokens`, as GRPO pads them."""
+    from c2s_jax.rl.grpo import settings_from_config
+    from c2s_jax.rl.step import ROW_KEYS, batch_shardings, make_update_step
+    from c2s_jax.sample import PROMPT_BUCKET
+    from c2s_jax.train.optimizer import optimizer_for
+    from c2s_jax.train.state import abstract_train_state, state_shardings
+
+    rules = tuple(tuple(r) for r in cfg.rules)
+    settings = settings_from_config(cfg)
+    parts, params = _abstract_policy(cfg, mesh, rules, model_cfg)
+    tx, schedule = optimizer_for(cfg.optimizer, cfg.train.steps * settings.iterations)
+    shardings = state_shardings(params, tx, mesh, rules)
+    state = abstract_train_state(params, tx, shardings)
+    rows_sharding = batch_shardings(mesh, rules)
+    update = make_update_step(
+        parts, tx, schedule, settings.objective, shardings, rows_sharding, rules
+    )
+    rows = cfg.grpo.prompts_per_step * settings.group_size
+    length = prompt_tokens + settings.sampling.max_new_tokens - 1
+    length = -(-length // PROMPT_BUCKET) * PROMPT_BUCKET
+    dtypes = {"completion_mask": jnp.float32}
+    batch = {
+        key: jax.ShapeDtypeStruct(
+            (rows, length), dtypes.get(key, jnp.int32), sharding=rows_sharding[key]
+        )
+        for key in ROW_KEYS
+    }
+    batch["advantages"] = jax.ShapeDtypeStruct(
+        (rows,), jnp.float32, sharding=rows_sharding["advantages"]
+    )
+    reference = None
+    if settings.objective.beta > 0:
+        reference = jax.ShapeDtypeStruct(
+            (rows, length), jnp.float32, sharding=rows_sharding["tokens"]
+        )
+    compiled = update.lower(state, batch, parts.frozen, None, reference).compile()
+    # A full-parameter policy keeps a frozen copy of its starting weights for the KL term.
+    resident = per_device_bytes(params) if settings.objective.beta > 0 and not cfg.lora.rank else 0
+    model_flops = train_flops_per_token(model_cfg, length) * rows * length
+    return compiled, model_flops, resident
+
+
+def compile_decode(
+    parts, params, mesh, rules, rows: int, prompt_tokens: int, new_tokens: int
+) -> tuple[Any, float]:
+    """(compiled sampler program for `rows` prompts of `prompt_tokens` tokens and up to
+    `new_tokens` new ones, model FLOPs of its prefill and one decoding step)."""
+    from c2s_jax.sample import Sampler, SamplingParams
+
+    sampler = Sampler(parts, params, eos_id=1, frozen=parts.frozen, mesh=mesh, rules=rules)
+    compiled = sampler.lower(rows, prompt_tokens, SamplingParams(new_tokens)).compile()
+    forward_per_token = train_flops_per_token(parts.config, prompt_tokens + new_tokens) / 3
+    return compiled, forward_per_token * rows * (prompt_tokens + 1)
+
+
+def per_device_bytes(tree) -> int:
+    """Bytes the most loaded device holds of a tree of sharded ShapeDtypeStructs."""
+    return sum(
+        math.prod(leaf.sharding.shard_shape(leaf.shape)) * jnp.dtype(leaf.dtype).itemsize
+        for leaf in jax.tree.leaves(tree)
+    )
+
+
+def describe(
+    compiled,
+    *,
+    step: str,
+    topology: str,
+    mesh,
+    hbm_gib: float,
+    model_flops: float,
+    compile_seconds: float,
+    resident_bytes: float = 0,
+) -> CompiledPlan:
+    """The :class:`CompiledPlan` of a compiled step."""
+    memory = compiled.memory_analysis()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, list) else cost
+    stats: ProgramStats = program_stats(compiled.as_text())
+    devices = mesh.devices.size
+    unknown = [name for name, trips in stats.loops if trips is None]
+    note = (
+        "compiled: dot/convolution FLOPs of the optimized program per chip x chips, loop "
+        "bodies x trip counts"
+        + (f" ({len(unknown)} loop(s) of unknown trip count counted once)" if unknown else "")
+        + "; model: matmul FLOPs of the architecture (c2s_jax.train.flops), no rematerialization"
+    )
+    seconds = cost.get("optimal_seconds")
+    return CompiledPlan(
+        step=step,
+        topology=topology,
+        devices=int(devices),
+        mesh={k: int(v) for k, v in mesh.shape.items()},
+        hbm_gib=float(hbm_gib),
+        argument_gib=memory.argument_size_in_bytes / GIB,
+        output_gib=memory.output_size_in_bytes / GIB,
+        alias_gib=memory.alias_size_in_bytes / GIB,
+        temp_gib=memory.temp_size_in_bytes / GIB,
+        resident_gib=resident_bytes / GIB,
+        compiled_flops_per_step=stats.matmul_flops * devices,
+        model_flops_per_step=float(model_flops),
+        xla_flops_per_device=float(cost.get("flops", 0.0)),
+        collectives=stats.collectives,
+        collectives_per_step=stats.collectives_per_run,
+        loop_trip_counts=[trips for _, trips in stats.loops],
+        cost_model_seconds=float(seconds) if seconds and seconds > 0 else None,
+        compile_seconds=compile_seconds,
+        flops_note=note,
+    )
+
+
+def plan_compiled(
+    cfg: ml_collections.ConfigDict,
+    *,
+    topology: str,
+    slices: int = 1,
+    step: str = "train",
+    model_cfg=None,
+    prompt_tokens: int = 256,
+    new_tokens: int = 256,
+    rows: int | None = None,
+) -> CompiledPlan:
+    """Compiles `step` of `cfg` for `slices` x `topology` and reports it.
+
+    Args:
+      cfg: a training config ('train', 'decode') or a GRPO config ('grpo', 'decode').
+      topology: an accelerator type ('v5p-128') or a topology ('v5p:4x4x4').
+      slices: slices joined over the data-center network (the mesh's data axis spans
+        them, as `config.dcn_data` does in training).
+      step: 'train', 'grpo' (the policy update) or 'decode' (the sampler).
+      model_cfg: the model of a GRPO config (its bundle's); training configs name theirs.
+      prompt_tokens, new_tokens, rows: the decode (and GRPO) shape; rows defaults to the
+        config's batch (GRPO: prompts per step x group size).
+    """
+    if step not in STEPS:
+        raise ValueError(f"step must be one of {STEPS}, not {step!r}")
+    mesh, hbm_gib, name = topology_mesh(cfg, topology, slices)
+    rules = tuple(tuple(r) for r in cfg.rules)
+    began = time.perf_counter()
+    resident = 0
+    if step == "train":
+        compiled, model_flops = compile_train_step(cfg, mesh)
+    elif step == "grpo":
+        compiled, model_flops, resident = compile_grpo_step(cfg, mesh, model_cfg, prompt_tokens)
+    else:
+        parts, params = _abstract_policy(cfg, mesh, rules, model_cfg)
+        if rows is None:
+            grpo = cfg.get("grpo")
+            rows = (
+                cfg.data.batch_size
+                if grpo is None
+                else grpo.prompts_per_step * cfg.sampling.group_size
+            )
+        compiled, model_flops = compile_decode(
+            parts, params, mesh, rules, rows, prompt_tokens, new_tokens
+        )
+    seconds = time.perf_counter() - began
+    return describe(
+        compiled,
+        step=step,
+        topology=name,
+        mesh=mesh,
+        hbm_gib=hbm_gib,
+        model_flops=model_flops,
+        compile_seconds=seconds,
+        resident_bytes=resident,
+    )
+
+
+def _abstract_policy(cfg, mesh, rules, model_cfg):
+    """(parts, params) of the model a config samples from, as sharded abstract arrays."""
+    from flax import nnx
+
+    from c2s_jax.models.registry import abstract_model
+    from c2s_jax.train.state import (
+        base_model,
+        param_shardings,
+        trainable_parts,
+        with_shardings,
+    )
+
+    if model_cfg is None:
+        graphdef, base, model_cfg = base_model(cfg, mesh, abstract=True)
+    else:
+        graphdef, shapes = nnx.split(abstract_model(model_cfg), nnx.Param)
+        base = with_shardings(shapes, param_shardings(shapes, mesh, rules))
+    return trainable_parts(graphdef, base, model_cfg, cfg.lora, cfg.seed, mesh, rules)

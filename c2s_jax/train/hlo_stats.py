@@ -1,0 +1,357 @@
+"""What a compiled XLA program does per run, read from its optimized HLO text.
+
+XLA's own ``cost_analysis()`` counts the body of a loop once, whatever its trip count, so
+for a step whose layers (and microbatches) are scanned it reports a fraction of the work.
+This module walks the program's call graph from its entry computation, multiplies every
+loop body by its trip count, and sums:
+
+- matrix-multiply FLOPs: ``dot`` and ``convolution`` instructions (the TPU compiler writes
+  most matmuls as convolutions, with batch dimensions as spatial windows); for these the
+  count follows XLA's own cost model, counting only the multiply-adds whose operands are not
+  padding or dilation holes, so a loop-free program gets XLA's figure for its matmuls;
+- collectives: all-gather, reduce-scatter, all-reduce, all-to-all, collective-permute,
+  both as instructions in the program and as executions per run.
+
+Elementwise work is not counted: the figure is the one to hold against model FLOPs, which
+count matmuls only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections import Counter
+
+import numpy as np
+
+COLLECTIVES = ("all-gather", "reduce-scatter", "all-reduce", "all-to-all", "collective-permute")
+
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT\s+)?%([\w.\-]+)\s*=\s*(.*)$")
+_HEADER = re.compile(r"^(ENTRY\s+)?%([\w.\-]+)\s*\(.*\{\s*$")
+_ARRAY = re.compile(r"([a-z][a-z0-9]*)\[([\d,]*)\]")
+_CALLEES = re.compile(
+    r"\b(calls|body|condition|to_apply|branch_computations|true_computation|"
+    r"false_computation|called_computations)=(\{[^}]*\}|%[\w.\-]+)"
+)
+_ELEMENT_BYTES = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2, "u16": 2}
+
+
+@dataclasses.dataclass
+class Instruction:
+    """One HLO instruction: its name, result type text, opcode, operands (names), the raw
+    text between its parentheses (a constant's value) and its attributes."""
+
+    name: str
+    type: str
+    opcode: str
+    operands: list[str]
+    arguments: str
+    attributes: str
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        """Dimensions of an array result (the first array of a tuple)."""
+        match = _ARRAY.search(self.type)
+        return tuple(int(d) for d in match.group(2).split(",") if d) if match else ()
+
+
+@dataclasses.dataclass
+class Computation:
+    name: str
+    instructions: dict[str, Instruction]
+    root: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgramStats:
+    """Per-device figures of one run of a compiled program.
+
+    Attributes:
+      matmul_flops: multiply-add FLOPs (2 per FMA) of dots and convolutions, loop bodies
+        counted once per iteration.
+      collectives: instructions of each collective kind in the program text.
+      collectives_per_run: executions of each kind in one run (loops multiplied out).
+      loops: trip count of every while loop, outermost first; a loop whose count could not
+        be read from its condition counts as 1 and is listed with count None.
+    """
+
+    matmul_flops: float
+    collectives: dict[str, int]
+    collectives_per_run: dict[str, int]
+    loops: tuple[tuple[str, int | None], ...]
+
+
+def parse_module(text: str) -> tuple[dict[str, Computation], str]:
+    """The computations of an HLO module's text by name, and the entry computation's name."""
+    computations: dict[str, Computation] = {}
+    entry, current = "", None
+    for line in text.splitlines():
+        header = _HEADER.match(line)
+        if header:
+            current = Computation(header.group(2), {}, "")
+            computations[current.name] = current
+            if header.group(1):
+                entry = current.name
+            continue
+        if current is None:
+            continue
+        if line.startswith("}"):
+            current = None
+            continue
+        instruction = _parse_instruction(line)
+        if instruction is not None:
+            current.instructions[instruction.name] = instruction
+            if line.lstrip().startswith("ROOT"):
+                current.root = instruction.name
+    if not entry:
+        raise ValueError("no ENTRY computation in the HLO text")
+    return computations, entry
+
+
+def _parse_instruction(line: str) -> Instruction | None:
+    match = _INSTRUCTION.match(line)
+    if not match:
+        return None
+    name, rest = match.groups()
+    if rest.startswith("("):
+        end = _closing(rest, 0)
+        type_text, rest = rest[: end + 1], rest[end + 1 :].lstrip()
+    else:
+        type_text, _, rest = rest.partition(" ")
+    opcode_match = re.match(r"([\w\-]+)\(", rest)
+    if not opcode_match:
+        return None
+    open_at = opcode_match.end() - 1
+    close_at = _closing(rest, open_at)
+    arguments = rest[open_at + 1 : close_at]
+    operands = re.findall(r"%([\w.\-]+)", arguments)
+    return Instruction(
+        name, type_text, opcode_match.group(1), operands, arguments, rest[close_at + 1 :]
+    )
+
+
+def _closing(text: str, open_at: int) -> int:
+    """Index of the parenthesis that closes the one at ``open_at``."""
+    depth = 0
+    for i in range(open_at, len(text)):
+        if text[i] == "(":
+            depth += 1
+        elif text[i] == ")":
+            depth -= 1
+            if depth == 0:
+                return i
+    return len(text) - 1
+
+
+def _int_attr(attributes: str, key: str, default: int = 1) -> int:
+    match = re.search(rf"\b{key}=(\d+)", attributes)
+    return int(match.group(1)) if match else default
+
+
+def _list_attr(attributes: str, key: str) -> list[int]:
+    match = re.search(rf"\b{key}=\{{([\d,]*)\}}", attributes)
+    return [int(d) for d in match.group(1).split(",") if d] if match else []
+
+
+def dot_flops(instruction: Instruction, shapes: dict[str, tuple[int, ...]]) -> float:
+    """2 x output elements x contracted size of a ``dot``."""
+    lhs = shapes.get(instruction.operands[0], ())
+    contracted = math.prod(
+        lhs[d] for d in _list_attr(instruction.attributes, "lhs_contracting_dims")
+    )
+    return 2.0 * math.prod(instruction.dims) * contracted
+
+
+def convolution_flops(instruction: Instruction, shapes: dict[str, tuple[int, ...]]) -> float:
+    """FLOPs of a ``convolution`` as XLA's cost model counts them: 2 per multiply-add whose
+    input position is neither padding nor a hole of the input's dilation."""
+    attributes = instruction.attributes
+    labels = re.search(r"dim_labels=(\w+)_(\w+)->(\w+)", attributes)
+    lhs = shapes.get(instruction.operands[0])
+    rhs = shapes.get(instruction.operands[1])
+    out = instruction.dims
+    if labels is None or lhs is None or rhs is None:
+        raise ValueError(f"cannot read the shapes of convolution %{instruction.name}")
+    lhs_labels, rhs_labels, out_labels = labels.groups()
+    spatial = [c for c in lhs_labels if c.isdigit()]
+    window = _window(attributes, len(spatial))
+    batch = lhs[lhs_labels.index("b")]
+    in_features = lhs[lhs_labels.index("f")]
+    out_features = rhs[rhs_labels.index("o")]
+    feature_groups = _int_attr(attributes, "feature_group_count")
+    batch_groups = _int_attr(attributes, "batch_group_count")
+    positions = 1
+    for i, axis in enumerate(spatial):
+        positions *= _valid_positions(
+            input_size=lhs[lhs_labels.index(axis)],
+            kernel_size=rhs[rhs_labels.index(axis)],
+            output_size=out[out_labels.index(axis)],
+            **{key: values[i] for key, values in window.items()},
+        )
+    fma = (in_features // feature_groups) * out_features * (batch // batch_groups) * positions
+    return 2.0 * fma
+
+
+def _window(attributes: str, rank: int) -> dict[str, list[int]]:
+    """Per spatial dimension: stride, low padding, input (base) and kernel dilation."""
+    found = re.search(r"window=\{([^}]*)\}", attributes)
+    text = found.group(1) if found else ""
+
+    def field(name: str, default: int) -> list[int]:
+        match = re.search(rf"\b{name}=([\dx_]+)", text)
+        if not match:
+            return [default] * rank
+        return [int(part.split("_")[0]) for part in match.group(1).split("x")]
+
+    return {
+        "stride": field("stride", 1),
+        "pad_low": field("pad", 0),
+        "base_dilation": field("lhs_dilate", 1),
+        "window_dilation": field("rhs_dilate", 1),
+    }
+
+
+def _valid_positions(
+    *,
+    input_size: int,
+    kernel_size: int,
+    output_size: int,
+    stride: int,
+    pad_low: int,
+    base_dilation: int,
+    window_dilation: int,
+) -> int:
+    """(output, kernel) position pairs of one spatial dimension that read a real input
+    element (XLA's count: neither padding nor a base-dilation hole)."""
+    out_O1 = np.arange(output_size, dtype=np.int64)[:, None]
+    kernel_1K = np.arange(kernel_size, dtype=np.int64)[None, :]
+    undilated_OK = out_O1 * stride - pad_low + kernel_1K * window_dilation
+    valid_OK = (undilated_OK % base_dilation == 0) & (undilated_OK >= 0)
+    valid_OK &= undilated_OK // base_dilation < input_size
+    return int(valid_OK.sum())
+
+
+def _trip_count(
+    loop: Instruction, caller: Computation, computations: dict[str, Computation]
+) -> int | None:
+    """Iterations of a while loop: from XLA's annotation, else from a condition of the form
+    ``counter < N`` (or <=, >, >=, !=) and the counter's initial constant."""
+    known = re.search(r'"known_trip_count":\{"n":"(\d+)"\}', loop.attributes)
+    if known:
+        return int(known.group(1))
+    condition = computations.get(_callee(loop.attributes, "condition"))
+    if condition is None:
+        return None
+    compare = condition.instructions.get(condition.root)
+    if compare is None or compare.opcode != "compare":
+        return None
+    direction = re.search(r"direction=(\w+)", compare.attributes)
+    limit = [_constant(condition, name) for name in compare.operands]
+    counter = [condition.instructions.get(name) for name in compare.operands]
+    if direction is None or len(limit) != 2:
+        return None
+    bound_first = limit[0] is not None
+    bound = limit[0] if bound_first else limit[1]
+    index_of = counter[1] if bound_first else counter[0]
+    if bound is None or index_of is None or index_of.opcode != "get-tuple-element":
+        return None
+    start = _initial_value(loop, caller, _int_attr(index_of.attributes, "index", 0))
+    if start is None:
+        return None
+    op = direction.group(1)
+    if bound_first:  # N > i is i < N
+        op = {"GT": "LT", "GE": "LE", "LT": "GT", "LE": "GE"}.get(op, op)
+    steps = {"LT": bound - start, "LE": bound - start + 1, "NE": bound - start}.get(op)
+    if steps is None:  # counting down
+        steps = {"GT": start - bound, "GE": start - bound + 1}.get(op)
+    return max(steps, 0) if steps is not None else None
+
+
+def _constant(computation: Computation, name: str) -> int | None:
+    """The integer value of a scalar constant (through copies and converts), else None."""
+    seen = 0
+    instruction = computation.instructions.get(name)
+    while instruction is not None and seen < 8:
+        if instruction.opcode == "constant":
+            value = re.fullmatch(r"\s*(-?\d+)\s*", instruction.arguments)
+            return int(value.group(1)) if value else None
+        if instruction.opcode not in ("copy", "bitcast", "convert") or not instruction.operands:
+            return None
+        instruction = computation.instructions.get(instruction.operands[0])
+        seen += 1
+    return None
+
+
+def _initial_value(loop: Instruction, caller: Computation, index: int) -> int | None:
+    init = caller.instructions.get(loop.operands[0]) if loop.operands else None
+    if init is None or init.opcode != "tuple" or index >= len(init.operands):
+        return None
+    return _constant(caller, init.operands[index])
+
+
+def _callee(attributes: str, key: str) -> str:
+    match = re.search(rf"\b{key}=%([\w.\-]+)", attributes)
+    return match.group(1) if match else ""
+
+
+def program_stats(text: str) -> ProgramStats:
+    """Per-device matmul FLOPs and collectives of one run of the compiled HLO ``text``."""
+    computations, entry = parse_module(text)
+    static = Counter()
+    for computation in computations.values():
+        for instruction in computation.instructions.values():
+            kind = _collective(instruction)
+            if kind:
+                static[kind] += 1
+    per_run: Counter = Counter()
+    loops: list[tuple[str, int | None]] = []
+    flops = _walk(computations, entry, 1, per_run, loops, depth=0)
+    return ProgramStats(
+        matmul_flops=flops,
+        collectives={k: static.get(k, 0) for k in COLLECTIVES},
+        collectives_per_run={k: int(per_run.get(k, 0)) for k in COLLECTIVES},
+        loops=tuple(loops),
+    )
+
+
+def _collective(instruction: Instruction) -> str | None:
+    """The collective kind of an instruction (async starts count, their dones do not)."""
+    opcode = instruction.opcode.removesuffix("-start")
+    return opcode if opcode in COLLECTIVES and not instruction.opcode.endswith("-done") else None
+
+
+def _walk(computations, name, multiplier, per_run, loops, depth) -> float:
+    computation = computations.get(name)
+    if computation is None or depth > 64:
+        return 0.0
+    shapes = {n: i.dims for n, i in computation.instructions.items()}
+    flops = 0.0
+    for instruction in computation.instructions.values():
+        if instruction.opcode == "dot":
+            flops += multiplier * dot_flops(instruction, shapes)
+        elif instruction.opcode == "convolution":
+            flops += multiplier * convolution_flops(instruction, shapes)
+        kind = _collective(instruction)
+        if kind:
+            per_run[kind] += multiplier
+        if instruction.opcode == "while":
+            trips = _trip_count(instruction, computation, computations)
+            loops.append((instruction.name, trips))
+            body = _callee(instruction.attributes, "body")
+            flops += _walk(computations, body, multiplier * (trips or 1), per_run, loops, depth + 1)
+            continue
+        for key, value in _CALLEES.findall(instruction.attributes):
+            if key in ("condition", "to_apply") and instruction.opcode != "call":
+                continue  # reductions' scalar computations and loop conditions hold no matmuls
+            callees = re.findall(r"%([\w.\-]+)", value)
+            if key == "branch_computations" or key.endswith("_computation"):
+                # One branch runs: count the costliest.
+                flops += max(
+                    (_walk(computations, c, multiplier, Counter(), [], depth + 1) for c in callees),
+                    default=0.0,
+                )
+                continue
+            for callee in callees:
+                flops += _walk(computations, callee, multiplier, per_run, loops, depth + 1)
+    return flops

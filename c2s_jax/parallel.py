@@ -158,6 +158,11 @@ def activation_sharding(mesh: Mesh | None, rules: Rules) -> Iterator[None]:
         _ACTIVATIONS.reset(token)
 
 
+def active_sharding() -> tuple[Mesh, tuple] | None:
+    """(mesh, rules) of the enclosing :func:`activation_sharding`, or None."""
+    return _ACTIVATIONS.get()
+
+
 def constrain(x: jax.Array, axes: Sequence[str | None]) -> jax.Array:
     """`x` with the sharding its logical `axes` map to, inside :func:`activation_sharding`;
     `x` unchanged outside it. None in `axes` keeps that dimension replicated."""

@@ -59,6 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="prompts decoded at once (default: data.batch_size; GRPO: prompts x group size)",
     )
+    plan.add_argument(
+        "--cost-model",
+        action="store_true",
+        help="also estimate the train step's time with XLA's cost model (two more compiles "
+        "of a few layers; an estimate, not a measurement)",
+    )
     plan.add_argument("--json", action="store_true", help="print one JSON object")
     plan.add_argument(
         "--devices",
@@ -111,6 +117,7 @@ def _compiled(args: argparse.Namespace, cfg) -> int:
         prompt_tokens=args.prompt_tokens,
         new_tokens=new_tokens,
         rows=args.rows,
+        cost_model=args.cost_model,
     )
     print(json.dumps(plan.as_json()) if args.json else plan.table())
     if plan.fits:

@@ -105,7 +105,7 @@ class Gemma2(decoder.DecoderLM):
         dtype = jnp.dtype(self.config.dtype)
         # The multiplier is rounded to the activation dtype before use, as in the reference.
         scale = jnp.asarray(self.config.d_model**0.5, dtype)
-        return jnp.take(self.embed[...], tokens_BT, axis=0).astype(dtype) * scale
+        return layers.embed_lookup(self.embed[...], tokens_BT, dtype) * scale
 
     def logits(self, x_BTD: jax.Array) -> jax.Array:
         embed_VD = self.embed[...].astype(self.config.dtype)

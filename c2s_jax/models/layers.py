@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from c2s_jax import parallel
 from c2s_jax.models.einsum import einsum, project
 from c2s_jax.parallel import constrain
 
@@ -55,6 +56,67 @@ def softcap(x: jax.Array, cap: float | None) -> jax.Array:
     if cap is None:
         return x
     return cap * jnp.tanh(x / cap)
+
+
+def embed_lookup(table_VD: jax.Array, tokens_BT: jax.Array, dtype: jnp.dtype) -> jax.Array:
+    """[B, T, D] rows of ``table_VD`` for int ``tokens_BT``, cast to ``dtype``.
+
+    While a step is traced under :func:`c2s_jax.parallel.activation_sharding` with the
+    table's model dimension split over mesh axes that also split the batch (FSDP), the
+    table is never gathered: each device gathers the token ids of the devices it shares
+    those axes with, looks them all up in its own slice of the model dimension (and of the
+    vocabulary, summing over the vocabulary's axes), and one all-to-all hands every device
+    the full embeddings of its own rows. Other layouts leave the gather to XLA.
+    """
+    active = parallel.active_sharding()
+    if active is None:
+        return jnp.take(table_VD, tokens_BT, axis=0).astype(dtype)
+    mesh, rules = active
+    table_spec = parallel.fitted_spec(
+        parallel.logical_to_spec(("vocab", "embed"), rules), table_VD.shape, mesh.shape
+    )
+    tokens_spec = parallel.fitted_spec(
+        parallel.logical_to_spec(("batch", "length"), rules), tokens_BT.shape, mesh.shape
+    )
+    vocab_axes, embed_axes, batch_axes = (
+        _axes(table_spec[0]),
+        _axes(table_spec[1]),
+        _axes(tokens_spec[0]),
+    )
+    # Rows must be split over the embedding's axes last (minor), in the same order, so that
+    # gathering over those axes yields contiguous blocks of rows.
+    if _axes(tokens_spec[1]) or batch_axes[len(batch_axes) - len(embed_axes) :] != embed_axes:
+        return constrain(jnp.take(table_VD, tokens_BT, axis=0).astype(dtype), BTD)
+
+    def local(table_vd, tokens_bt):
+        if embed_axes:
+            tokens_bt = jax.lax.all_gather(tokens_bt, embed_axes, axis=0, tiled=True)
+        if vocab_axes:
+            first = jax.lax.axis_index(vocab_axes) * table_vd.shape[0]
+            ids_bt = tokens_bt - first
+            held_bt = (ids_bt >= 0) & (ids_bt < table_vd.shape[0])
+            rows_btd = jnp.take(table_vd, jnp.clip(ids_bt, 0, table_vd.shape[0] - 1), axis=0)
+            rows_btd = jax.lax.psum(jnp.where(held_bt[..., None], rows_btd, 0), vocab_axes)
+        else:
+            rows_btd = jnp.take(table_vd, tokens_bt, axis=0)
+        rows_btd = rows_btd.astype(dtype)
+        if embed_axes:
+            rows_btd = jax.lax.all_to_all(
+                rows_btd, embed_axes, split_axis=0, concat_axis=2, tiled=True
+            )
+        return rows_btd
+
+    return jax.shard_map(
+        local,
+        mesh=mesh,
+        in_specs=(table_spec, tokens_spec),
+        out_specs=jax.sharding.PartitionSpec(tokens_spec[0], None, None),
+    )(table_VD, tokens_BT)
+
+
+def _axes(entry) -> tuple[str, ...]:
+    """The mesh axes of one PartitionSpec entry."""
+    return (entry,) if isinstance(entry, str) else tuple(entry or ())
 
 
 class RMSNorm(nnx.Module):

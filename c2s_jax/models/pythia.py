@@ -98,7 +98,7 @@ class Pythia(decoder.DecoderLM):
         self.unembed = layers.param(rngs, normal, (D, V), ("embed", "vocab"), param_dtype)
 
     def embed_tokens(self, tokens_BT: jax.Array) -> jax.Array:
-        return jnp.take(self.embed[...], tokens_BT, axis=0).astype(self.config.dtype)
+        return layers.embed_lookup(self.embed[...], tokens_BT, jnp.dtype(self.config.dtype))
 
     def logits(self, x_BTD: jax.Array) -> jax.Array:
         unembed_DV = self.unembed[...].astype(self.config.dtype)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import time
 from typing import Any
 
@@ -22,7 +23,7 @@ import ml_collections
 from c2s_jax import parallel
 from c2s_jax.accelerators import parse_accelerator
 from c2s_jax.train.flops import train_flops_per_token
-from c2s_jax.train.hlo_stats import ProgramStats, program_stats
+from c2s_jax.train.hlo_stats import COLLECTIVES, ProgramStats, program_stats
 
 GIB = 2**30
 # A step fits when the compiler's total leaves this share of HBM to the runtime.
@@ -52,10 +53,15 @@ class CompiledPlan:
       collectives: collective instructions of each kind in the program.
       collectives_per_step: executions of each kind in one step (loops multiplied out).
       loop_trip_counts: every loop's trip count (None: read as 1, not known statically).
-      cost_model_seconds: XLA's cost-model step time, an estimate; None where it is not
-        positive (v5e, several slices).
+      cost_model_seconds: XLA's cost-model step time, an estimate, not a measurement. XLA
+        counts a loop body once, so for a program with loops it is extrapolated in depth
+        from unrolled 2- and 4-layer compiles of one microbatch (train steps, on request);
+        None where that was not done or the model's figure is not positive (v5e, several
+        slices).
       compile_seconds: wall time of lowering and compiling here.
       flops_note: how each FLOP figure was counted.
+      compiled: False when the compiler refused the program because its temporaries alone
+        exceed HBM; then only the memory figures are known (outputs not included).
     """
 
     step: str
@@ -77,6 +83,7 @@ class CompiledPlan:
     cost_model_seconds: float | None
     compile_seconds: float
     flops_note: str
+    compiled: bool = True
 
     @property
     def total_gib(self) -> float:
@@ -113,6 +120,11 @@ class CompiledPlan:
             *(f"  {name:22s} {value:10.3f} GiB" for name, value in rows),
             f"  {'fits' if self.fits else 'DOES NOT FIT'} ({share:.0%} of HBM; the limit is "
             f"{FIT_FRACTION:.0%})",
+        ]
+        if not self.compiled:
+            lines.append(self.flops_note)
+            return "\n".join(lines)
+        lines += [
             f"FLOPs per step: compiled {self.compiled_flops_per_step:.4g}, model "
             f"{self.model_flops_per_step:.4g} (ratio "
             f"{self.compiled_flops_per_step / max(self.model_flops_per_step, 1):.3f})",
@@ -131,6 +143,24 @@ class CompiledPlan:
         return "\n".join(lines)
 
 
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """A step lowered for a mesh, not yet compiled.
+
+    Attributes:
+      lowered: the lowered step.
+      arguments: its abstract, sharded arguments (their bytes stand in for the compiler's
+        figure when it refuses to compile).
+      model_flops: what the model needs per step.
+      resident_bytes: per-device bytes held beside the step (see CompiledPlan).
+    """
+
+    lowered: Any
+    arguments: Any
+    model_flops: float
+    resident_bytes: float = 0
+
+
 def topology_mesh(
     cfg: ml_collections.ConfigDict, topology: str, slices: int
 ) -> tuple[jax.sharding.Mesh, float, str]:
@@ -144,9 +174,9 @@ def topology_mesh(
     return mesh, accelerator.generation.hbm_gib, name
 
 
-def compile_train_step(cfg: ml_collections.ConfigDict, mesh) -> tuple[Any, float]:
-    """(compiled train step of `cfg` on `mesh`, model FLOPs per step): the trainer's own
-    state, optimizer and step over abstract arrays."""
+def lower_train_step(cfg: ml_collections.ConfigDict, mesh) -> Program:
+    """The train step of `cfg` on `mesh`: the trainer's own state, optimizer and step over
+    abstract arrays."""
     from c2s_jax.train.optimizer import optimizer_for
     from c2s_jax.train.state import create_train_state
     from c2s_jax.train.step import BATCH_KEYS, LossConfig, make_train_step
@@ -162,17 +192,15 @@ def compile_train_step(cfg: ml_collections.ConfigDict, mesh) -> tuple[Any, float
         key: jax.ShapeDtypeStruct((rows, length), jnp.int32, sharding=batch_sharding)
         for key in BATCH_KEYS
     }
-    compiled = step.lower(state, batch, parts.frozen).compile()
     model_flops = train_flops_per_token(parts.config, length) * rows * length
-    return compiled, model_flops
+    arguments = (state, batch, parts.frozen)
+    return Program(step.lower(*arguments), arguments, model_flops)
 
 
-def compile_grpo_step(
-    cfg: ml_collections.ConfigDict, mesh, model_cfg, prompt_tokens: int
-) -> tuple[Any, float, float]:
-    """(compiled GRPO update of `cfg` for a model of `model_cfg` on `mesh`, model FLOPs per
-    update, bytes per device held beside it): rows of `prompt_tokens` prompt tokens plus
-    `config.sampling.max_new_tokens`, as GRPO pads them."""
+def lower_grpo_step(cfg: ml_collections.ConfigDict, mesh, model_cfg, prompt_tokens: int) -> Program:
+    """The GRPO update of `cfg` for a model of `model_cfg` on `mesh`, over rows of
+    `prompt_tokens` prompt tokens plus `config.sampling.max_new_tokens`, as GRPO pads them;
+    a full-parameter policy's frozen reference copy is held beside it."""
     from c2s_jax.rl.grpo import settings_from_config
     from c2s_jax.rl.step import ROW_KEYS, batch_shardings, make_update_step
     from c2s_jax.sample import PROMPT_BUCKET
@@ -207,24 +235,25 @@ def compile_grpo_step(
         reference = jax.ShapeDtypeStruct(
             (rows, length), jnp.float32, sharding=rows_sharding["tokens"]
         )
-    compiled = update.lower(state, batch, parts.frozen, None, reference).compile()
+    arguments = (state, batch, parts.frozen, None, reference)
     # A full-parameter policy keeps a frozen copy of its starting weights for the KL term.
     resident = per_device_bytes(params) if settings.objective.beta > 0 and not cfg.lora.rank else 0
     model_flops = train_flops_per_token(model_cfg, length) * rows * length
-    return compiled, model_flops, resident
+    return Program(update.lower(*arguments), arguments, model_flops, resident)
 
 
-def compile_decode(
+def lower_decode(
     parts, params, mesh, rules, rows: int, prompt_tokens: int, new_tokens: int
-) -> tuple[Any, float]:
-    """(compiled sampler program for `rows` prompts of `prompt_tokens` tokens and up to
-    `new_tokens` new ones, model FLOPs of its prefill and one decoding step)."""
+) -> Program:
+    """The sampler's program for `rows` prompts of `prompt_tokens` tokens and up to
+    `new_tokens` new ones; its model FLOPs are those of the prefill and one decoding step
+    (the loop's trip count depends on when the rows end)."""
     from c2s_jax.sample import Sampler, SamplingParams
 
     sampler = Sampler(parts, params, eos_id=1, frozen=parts.frozen, mesh=mesh, rules=rules)
-    compiled = sampler.lower(rows, prompt_tokens, SamplingParams(new_tokens)).compile()
+    lowered = sampler.lower(rows, prompt_tokens, SamplingParams(new_tokens))
     forward_per_token = train_flops_per_token(parts.config, prompt_tokens + new_tokens) / 3
-    return compiled, forward_per_token * rows * (prompt_tokens + 1)
+    return Program(lowered, (params, parts.frozen), forward_per_token * rows * (prompt_tokens + 1))
 
 
 def per_device_bytes(tree) -> int:
@@ -233,6 +262,38 @@ def per_device_bytes(tree) -> int:
         math.prod(leaf.sharding.shard_shape(leaf.shape)) * jnp.dtype(leaf.dtype).itemsize
         for leaf in jax.tree.leaves(tree)
     )
+
+
+def extrapolated_cost_seconds(cfg: ml_collections.ConfigDict, mesh) -> float | None:
+    """XLA's cost-model time of one train step of `cfg`, which scans its layers and
+    microbatches (XLA's model counts a loop body once).
+
+    The same step is compiled for one microbatch with 2 and with 4 unrolled layers of the
+    full width; their difference is the cost of a pair of layers (Gemma-2 alternates
+    sliding and global ones), so a step costs microbatches x (t2 + (L / 2 - 1) (t4 - t2)).
+    The optimizer update is counted once per microbatch: a slight overestimate. None when
+    the cost model gives no positive time.
+    """
+    from c2s_jax.train.state import base_model
+
+    layers = base_model(cfg, mesh, abstract=True)[2].num_layers
+    seconds = {}
+    for depth in (2, 4):
+        small = ml_collections.ConfigDict(cfg.to_dict())
+        small.model.overrides = {**cfg.model.overrides, "num_layers": depth, "scan_layers": False}
+        small.data.batch_size = cfg.data.batch_size // cfg.train.microbatches
+        small.train.microbatches = 1
+        compiled = lower_train_step(small, mesh).lowered.compile()
+        seconds[depth] = _cost(compiled).get("optimal_seconds", 0.0)
+    if min(seconds.values()) <= 0:
+        return None
+    pair = seconds[4] - seconds[2]
+    return cfg.train.microbatches * (seconds[2] + (layers / 2 - 1) * pair)
+
+
+def _cost(compiled) -> dict:
+    cost = compiled.cost_analysis()
+    return cost[0] if isinstance(cost, list) else cost
 
 
 def describe(
@@ -245,11 +306,12 @@ def describe(
     model_flops: float,
     compile_seconds: float,
     resident_bytes: float = 0,
+    cost_model_seconds: float | None = None,
 ) -> CompiledPlan:
-    """The :class:`CompiledPlan` of a compiled step."""
+    """The :class:`CompiledPlan` of a compiled step; `cost_model_seconds` replaces XLA's
+    own figure for a program with loops (see :func:`extrapolated_cost_seconds`)."""
     memory = compiled.memory_analysis()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, list) else cost
+    cost = _cost(compiled)
     stats: ProgramStats = program_stats(compiled.as_text())
     devices = mesh.devices.size
     unknown = [name for name, trips in stats.loops if trips is None]
@@ -259,7 +321,10 @@ def describe(
         + (f" ({len(unknown)} loop(s) of unknown trip count counted once)" if unknown else "")
         + "; model: matmul FLOPs of the architecture (c2s_jax.train.flops), no rematerialization"
     )
-    seconds = cost.get("optimal_seconds")
+    if any(trips != 1 for _, trips in stats.loops):
+        seconds = cost_model_seconds
+    else:
+        seconds = cost.get("optimal_seconds")
     return CompiledPlan(
         step=step,
         topology=topology,
@@ -293,6 +358,7 @@ def plan_compiled(
     prompt_tokens: int = 256,
     new_tokens: int = 256,
     rows: int | None = None,
+    cost_model: bool = False,
 ) -> CompiledPlan:
     """Compiles `step` of `cfg` for `slices` x `topology` and reports it.
 
@@ -305,17 +371,18 @@ def plan_compiled(
       model_cfg: the model of a GRPO config (its bundle's); training configs name theirs.
       prompt_tokens, new_tokens, rows: the decode (and GRPO) shape; rows defaults to the
         config's batch (GRPO: prompts per step x group size).
+      cost_model: for a train step, also extrapolate XLA's cost-model step time
+        (:func:`extrapolated_cost_seconds`: two more compiles of a few layers).
     """
     if step not in STEPS:
         raise ValueError(f"step must be one of {STEPS}, not {step!r}")
     mesh, hbm_gib, name = topology_mesh(cfg, topology, slices)
     rules = tuple(tuple(r) for r in cfg.rules)
     began = time.perf_counter()
-    resident = 0
     if step == "train":
-        compiled, model_flops = compile_train_step(cfg, mesh)
+        program = lower_train_step(cfg, mesh)
     elif step == "grpo":
-        compiled, model_flops, resident = compile_grpo_step(cfg, mesh, model_cfg, prompt_tokens)
+        program = lower_grpo_step(cfg, mesh, model_cfg, prompt_tokens)
     else:
         parts, params = _abstract_policy(cfg, mesh, rules, model_cfg)
         if rows is None:
@@ -325,19 +392,86 @@ def plan_compiled(
                 if grpo is None
                 else grpo.prompts_per_step * cfg.sampling.group_size
             )
-        compiled, model_flops = compile_decode(
-            parts, params, mesh, rules, rows, prompt_tokens, new_tokens
-        )
-    seconds = time.perf_counter() - began
-    return describe(
-        compiled,
+        program = lower_decode(parts, params, mesh, rules, rows, prompt_tokens, new_tokens)
+    common = dict(
         step=step,
         topology=name,
         mesh=mesh,
         hbm_gib=hbm_gib,
-        model_flops=model_flops,
-        compile_seconds=seconds,
-        resident_bytes=resident,
+        model_flops=program.model_flops,
+        resident_bytes=program.resident_bytes,
+    )
+    try:
+        compiled = program.lowered.compile()
+    except jax.errors.JaxRuntimeError as err:
+        temporaries = refused_temporaries(str(err))
+        if temporaries is None:
+            raise
+        return refused(
+            per_device_bytes(program.arguments),
+            temporaries,
+            compile_seconds=time.perf_counter() - began,
+            **common,
+        )
+    seconds = time.perf_counter() - began
+    cost_seconds = None
+    if cost_model and step == "train":
+        cost_seconds = extrapolated_cost_seconds(cfg, mesh)
+    return describe(compiled, compile_seconds=seconds, cost_model_seconds=cost_seconds, **common)
+
+
+_REFUSAL = re.compile(
+    r"HLO temporaries \(([\d.]+)([KMGTP]?)\) exceeds available HBM \(([\d.]+)([KMGTP]?)\)"
+)
+
+
+def refused_temporaries(message: str) -> float | None:
+    """Bytes of temporaries in the TPU compiler's refusal to compile a program whose
+    temporaries alone exceed HBM ("Ran out of memory on HBM ..."), or None for any other
+    error."""
+    match = _REFUSAL.search(message)
+    if match is None:
+        return None
+    return float(match.group(1)) * 1024 ** "_KMGTP".index(match.group(2) or "_")
+
+
+def refused(
+    argument_bytes: float,
+    temporary_bytes: float,
+    *,
+    step: str,
+    topology: str,
+    mesh,
+    hbm_gib: float,
+    model_flops: float,
+    compile_seconds: float,
+    resident_bytes: float = 0,
+) -> CompiledPlan:
+    """The plan of a step the compiler refused: its temporaries from the compiler's message,
+    its arguments' per-device bytes from their shardings; no program, so no FLOPs or
+    collectives."""
+    return CompiledPlan(
+        step=step,
+        topology=topology,
+        devices=int(mesh.devices.size),
+        mesh={k: int(v) for k, v in mesh.shape.items()},
+        hbm_gib=float(hbm_gib),
+        argument_gib=argument_bytes / GIB,
+        output_gib=0.0,
+        alias_gib=0.0,
+        temp_gib=temporary_bytes / GIB,
+        resident_gib=resident_bytes / GIB,
+        compiled_flops_per_step=0.0,
+        model_flops_per_step=float(model_flops),
+        xla_flops_per_device=0.0,
+        collectives={k: 0 for k in COLLECTIVES},
+        collectives_per_step={k: 0 for k in COLLECTIVES},
+        loop_trip_counts=[],
+        cost_model_seconds=None,
+        compile_seconds=compile_seconds,
+        flops_note="not compiled: the TPU compiler stopped because the temporaries alone "
+        "exceed the chip's HBM (the figure is its own); FLOPs and collectives are unknown",
+        compiled=False,
     )
 
 

@@ -235,37 +235,70 @@ def _valid_positions(
 def _trip_count(
     loop: Instruction, caller: Computation, computations: dict[str, Computation]
 ) -> int | None:
-    """Iterations of a while loop: from XLA's annotation, else from a condition of the form
-    ``counter < N`` (or <=, >, >=, !=) and the counter's initial constant."""
+    """Iterations of a while loop: from XLA's annotation, else from a condition that compares
+    the loop counter with a constant (``i < N``, ``<=``, ``>``, ``>=``, ``!=``), the counter's
+    constant start and its constant step in the body; None when any of them is not plain."""
     known = re.search(r'"known_trip_count":\{"n":"(\d+)"\}', loop.attributes)
     if known:
         return int(known.group(1))
     condition = computations.get(_callee(loop.attributes, "condition"))
-    if condition is None:
+    body = computations.get(_callee(loop.attributes, "body"))
+    if condition is None or body is None:
         return None
     compare = condition.instructions.get(condition.root)
-    if compare is None or compare.opcode != "compare":
+    if compare is None or compare.opcode != "compare" or len(compare.operands) != 2:
         return None
     direction = re.search(r"direction=(\w+)", compare.attributes)
-    limit = [_constant(condition, name) for name in compare.operands]
-    counter = [condition.instructions.get(name) for name in compare.operands]
-    if direction is None or len(limit) != 2:
+    bounds = [_constant(condition, name) for name in compare.operands]
+    if direction is None or (bounds[0] is None) == (bounds[1] is None):
         return None
-    bound_first = limit[0] is not None
-    bound = limit[0] if bound_first else limit[1]
-    index_of = counter[1] if bound_first else counter[0]
-    if bound is None or index_of is None or index_of.opcode != "get-tuple-element":
+    bound_first = bounds[0] is not None
+    bound = bounds[0] if bound_first else bounds[1]
+    index = _tuple_index(condition, compare.operands[1 if bound_first else 0])
+    if index is None:
         return None
-    start = _initial_value(loop, caller, _int_attr(index_of.attributes, "index", 0))
-    if start is None:
+    start = _initial_value(loop, caller, index)
+    step = _counter_step(body, index)
+    if start is None or not step:
         return None
     op = direction.group(1)
     if bound_first:  # N > i is i < N
         op = {"GT": "LT", "GE": "LE", "LT": "GT", "LE": "GE"}.get(op, op)
-    steps = {"LT": bound - start, "LE": bound - start + 1, "NE": bound - start}.get(op)
-    if steps is None:  # counting down
-        steps = {"GT": start - bound, "GE": start - bound + 1}.get(op)
-    return max(steps, 0) if steps is not None else None
+    span = bound - start
+    if op == "NE":
+        return span // step if span % step == 0 and span // step >= 0 else None
+    if (op in ("LT", "LE")) != (step > 0) or op not in ("LT", "LE", "GT", "GE"):
+        return None
+    if op in ("LE", "GE"):
+        span += 1 if step > 0 else -1
+    return max(-(-span // step), 0)
+
+
+def _tuple_index(computation: Computation, name: str) -> int | None:
+    """The tuple index a scalar was read from (through copies), or None."""
+    instruction = computation.instructions.get(name)
+    while instruction is not None and instruction.opcode in ("copy", "bitcast", "convert"):
+        instruction = computation.instructions.get(instruction.operands[0])
+    if instruction is None or instruction.opcode != "get-tuple-element":
+        return None
+    return _int_attr(instruction.attributes, "index", 0)
+
+
+def _counter_step(body: Computation, index: int) -> int | None:
+    """The constant a loop body adds to the counter at tuple `index`, or None."""
+    root = body.instructions.get(body.root)
+    if root is None or root.opcode != "tuple" or index >= len(root.operands):
+        return None
+    update = body.instructions.get(root.operands[index])
+    if update is None or update.opcode not in ("add", "subtract") or len(update.operands) != 2:
+        return None
+    values = [_constant(body, name) for name in update.operands]
+    counters = [_tuple_index(body, name) for name in update.operands]
+    if update.opcode == "add" and values[0] is not None and counters[1] == index:
+        return values[0]
+    if values[1] is not None and counters[0] == index:
+        return values[1] if update.opcode == "add" else -values[1]
+    return None
 
 
 def _constant(computation: Computation, name: str) -> int | None:

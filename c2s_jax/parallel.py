@@ -14,6 +14,7 @@ make, so that the batch stays split over `data` x `fsdp` instead of following th
 
 import contextlib
 import contextvars
+import functools
 import logging
 import math
 import os
@@ -44,6 +45,38 @@ DEFAULT_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
 )
 
 Rules = Sequence[tuple[str, str | tuple[str, ...] | None]]
+
+
+# Weights whose non-model dimension decoding splits (tensor parallelism).
+_TENSOR_PARALLEL = ("mlp", "heads", "kv_heads", "vocab")
+
+
+def decode_rules(rules: Rules) -> tuple:
+    """Rules for decoding with weights that stay put.
+
+    Training shards every weight's model dimension (`embed`) over the FSDP axes, so each
+    use gathers it: once per step in training, but once per token in decoding. For
+    decoding the model dimension stays whole, the axes that split it join the tensor
+    axes on heads, hidden units and vocabulary (each device keeps its own slice of every
+    weight and exchanges only activations), and rows split over the remaining batch axes.
+    """
+    table = dict(rules)
+    fsdp = spec_axes(table.get("embed"))
+    out = []
+    for name, target in rules:
+        if name == "embed":
+            target = None
+        elif name in _TENSOR_PARALLEL:
+            target = tuple(dict.fromkeys(spec_axes(target) + fsdp)) or None
+        elif name == "batch":
+            target = tuple(a for a in spec_axes(target) if a not in fsdp) or None
+        out.append((name, target))
+    return tuple(out)
+
+
+def spec_axes(target) -> tuple[str, ...]:
+    """The mesh axes a rule's target (or a PartitionSpec entry) names."""
+    return (target,) if isinstance(target, str) else tuple(target or ())
 
 
 def mesh_shape(sizes: Mapping[str, int], n_devices: int) -> tuple[int, ...]:
@@ -130,13 +163,21 @@ def topology_devices(topology: str, slices: int = 1) -> list:
             "compiling for a TPU needs the TPU compiler: pip install 'libtpu==0.0.42.*' "
             "(the version jax[tpu] pins for this jax)"
         ) from None
-    description = topologies.get_topology_desc(
-        platform="tpu",
-        topology_name=accelerator.topology,
-        chip_config_name="default",
-        chips_per_host_bounds=accelerator.chips_per_host_bounds,
-        num_slices=slices,
-    )
+    try:
+        description = topologies.get_topology_desc(
+            platform="tpu",
+            topology_name=accelerator.topology,
+            chip_config_name="default",
+            chips_per_host_bounds=accelerator.chips_per_host_bounds,
+            num_slices=slices,
+        )
+    except jax.errors.JaxRuntimeError as err:
+        if "lockfile" not in str(err):
+            raise
+        raise InputError(
+            "another process holds the TPU compiler (libtpu takes /tmp/libtpu_lockfile; one "
+            "process at a time): wait for it to end, then run this again"
+        ) from None
     return list(description.devices)
 
 
@@ -158,6 +199,16 @@ def activation_sharding(mesh: Mesh | None, rules: Rules) -> Iterator[None]:
         _ACTIVATIONS.reset(token)
 
 
+def target_platform() -> str:
+    """The platform what is being traced will run on ('cpu', 'gpu', 'tpu'): that of the
+    enclosing :func:`activation_sharding`'s mesh (a TPU topology's too), else JAX's
+    default backend."""
+    active = _ACTIVATIONS.get()
+    if active is not None:
+        return active[0].devices.flat[0].platform
+    return jax.default_backend()
+
+
 def active_sharding() -> tuple[Mesh, tuple] | None:
     """(mesh, rules) of the enclosing :func:`activation_sharding`, or None."""
     return _ACTIVATIONS.get()
@@ -173,6 +224,29 @@ def constrain(x: jax.Array, axes: Sequence[str | None]) -> jax.Array:
     return jax.lax.with_sharding_constraint(x, sharding_for(axes, x.shape, mesh, rules))
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def pin_gradient(x: jax.Array, axes: tuple[str | None, ...]) -> jax.Array:
+    """`x` unchanged; its gradient is constrained to the sharding `axes` map to (inside
+    :func:`activation_sharding`) where it is formed.
+
+    Applied to a weight where a step reads it, this makes the gradient of an FSDP-sharded
+    weight a reduce-scatter of the devices' partial sums straight onto the weight's
+    shards, instead of a full all-reduce that every device then slices.
+    """
+    return x
+
+
+def _pin_forward(x, axes):
+    return x, None
+
+
+def _pin_backward(axes, _, gradient):
+    return (constrain(gradient, axes),)
+
+
+pin_gradient.defvjp(_pin_forward, _pin_backward)
+
+
 def logical_to_spec(axes: Sequence[str | None], rules: Rules) -> PartitionSpec:
     """PartitionSpec of mesh axes for a tuple of logical axis names.
 
@@ -184,8 +258,7 @@ def logical_to_spec(axes: Sequence[str | None], rules: Rules) -> PartitionSpec:
     out = []
     for axis in axes:
         target = table.get(axis) if axis is not None else None
-        names = (target,) if isinstance(target, str) else tuple(target or ())
-        names = tuple(n for n in names if n not in used)
+        names = tuple(n for n in spec_axes(target) if n not in used)
         used.update(names)
         out.append(names[0] if len(names) == 1 else (names or None))
     return PartitionSpec(*out)
@@ -200,9 +273,8 @@ def fitted_spec(
     """
     out = []
     for dim, entry in zip(shape, tuple(spec) + (None,) * (len(shape) - len(spec)), strict=True):
-        names = (entry,) if isinstance(entry, str) else tuple(entry or ())
         kept = []
-        for name in names:
+        for name in spec_axes(entry):
             if dim % (math.prod(axis_sizes[n] for n in kept) * axis_sizes[name]) == 0:
                 kept.append(name)
         out.append(kept[0] if len(kept) == 1 else (tuple(kept) or None))

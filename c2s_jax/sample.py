@@ -29,7 +29,7 @@ from jax.sharding import Mesh, NamedSharding
 
 from c2s_jax import parallel
 from c2s_jax.gene_constraint import ConstraintTables, allowed_tokens, initial_state, transition
-from c2s_jax.train.state import ModelParts
+from c2s_jax.train.state import ModelParts, param_shardings, with_shardings
 
 # Prompt lengths are padded up to a multiple of this, so that prompts of similar length
 # share one compiled program.
@@ -251,9 +251,12 @@ class Sampler:
       params: the model's parameters (or its adapters under LoRA).
       eos_id: the token that ends a request.
       frozen: the frozen base parameters under LoRA, else None.
-      mesh: the mesh the parameters live on; rows are split over its batch axes. None
-        runs on the default device.
-      rules: logical-axis rules, as in training.
+      mesh: the mesh to decode on; rows are split over its batch axes. None runs on the
+        default device.
+      rules: logical-axis rules, as in training. Decoding lays the weights out by
+        :func:`c2s_jax.parallel.decode_rules` (tensor parallel over the training
+        layout's FSDP axes too), so that no weight is gathered for each new token; the
+        parameters given (and any later assigned to ``params``) are moved there once.
     """
 
     def __init__(
@@ -267,16 +270,34 @@ class Sampler:
         rules: parallel.Rules = (),
     ):
         self.parts = parts
-        self.params = params
-        self.frozen = frozen
         self.eos_id = int(eos_id)
         self.mesh = mesh
-        self.rules = tuple(rules)
+        self.rules = parallel.decode_rules(rules)
+        self.frozen = self._placed(frozen)
+        self.params = params
         # The graph is static; closing over it keeps it out of jit's hashed arguments.
         self._generate = jax.jit(
             functools.partial(_generate, parts=parts, mesh=mesh, rules=self.rules),
             static_argnames=("greedy", "max_new"),
         )
+
+    @property
+    def params(self) -> Any:
+        """The parameters decoding uses (in the decoding layout)."""
+        return self._params
+
+    @params.setter
+    def params(self, params: Any) -> None:
+        self._params = self._placed(params)
+
+    def _placed(self, tree: Any) -> Any:
+        """``tree`` in the decoding layout (sharded ShapeDtypeStructs stay abstract)."""
+        if tree is None or self.mesh is None:
+            return tree
+        shardings = param_shardings(tree, self.mesh, self.rules)
+        if isinstance(jax.tree.leaves(tree)[0], jax.ShapeDtypeStruct):
+            return with_shardings(tree, shardings)
+        return jax.device_put(tree, shardings)
 
     def _row_multiple(self) -> int:
         if self.mesh is None:

@@ -18,7 +18,6 @@ import numpy as np
 from flax import nnx
 
 from c2s_jax.model_bundle import Bundle
-from c2s_jax.rl.objective import token_logprobs
 from c2s_jax.train.state import ModelParts
 
 # Row lengths are padded to a multiple of this so similar lengths share a compilation.
@@ -48,8 +47,10 @@ class ScoredText:
 
 def _forward_logprobs(parts: ModelParts, params, tokens_BT, segments_BT):
     model = parts.model(params)
-    logits_BTV = model(tokens_BT[:, :-1], segment_ids=segments_BT[:, :-1])
-    return token_logprobs(logits_BTV, tokens_BT[:, 1:])
+    target_BT, log_norm_BT = model.target_scores(
+        tokens_BT[:, :-1], tokens_BT[:, 1:], segment_ids=segments_BT[:, :-1]
+    )
+    return target_BT - log_norm_BT
 
 
 class Scorer:

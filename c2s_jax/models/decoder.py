@@ -11,12 +11,12 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from c2s_jax.models.einsum import PROJECTION
 from c2s_jax.models.layers import BTD, KVCache, TokenLayout, token_layout
-from c2s_jax.parallel import constrain
+from c2s_jax.models.output import target_scores
+from c2s_jax.parallel import constrain, pin_gradient
 
 REMAT_POLICIES: dict[str, Callable[..., bool] | None] = {
     "none": None,
@@ -47,7 +47,7 @@ def stack_layers(
 def run_layers(
     stack: nnx.Module,
     x_BTD: jax.Array,
-    windows_L: jax.Array,
+    windows: tuple[int, ...],
     *,
     positions: jax.Array | None,
     segment_ids: jax.Array | None,
@@ -57,17 +57,20 @@ def run_layers(
 ) -> tuple[jax.Array, KVCache | None]:
     """Runs the stacked layers in order.
 
-    Each layer is called as ``layer(x_BTD, layout, window, kv)`` with its slice of
-    ``windows_L`` and of the cache, and returns ``(x_BTD, kv)``. ``positions`` and
-    ``segment_ids`` are as in :func:`~c2s_jax.models.layers.token_layout`; ``remat``
-    names a policy in :data:`REMAT_POLICIES`.
+    Each layer is called as ``layer(x_BTD, layout, window, kv)`` with its own (static)
+    entry of ``windows`` and its slice of the cache, and returns ``(x_BTD, kv)``.
+    ``positions`` and ``segment_ids`` are as in
+    :func:`~c2s_jax.models.layers.token_layout`; ``remat`` names a policy in
+    :data:`REMAT_POLICIES`, applied to each layer.
 
-    Without a cache (training, scoring) the layers run under one traced body. With
-    ``scan`` the compiled program loops over the layers, so compile time does not grow
-    with depth. Without it XLA gets the layers unrolled: each layer's window becomes a
-    constant and the backward pass reads activations directly instead of slicing them out
-    of per-layer stacks, which makes a step of a small model markedly faster on a CPU at
-    the price of compile time proportional to depth.
+    Without a cache (training, scoring), with ``scan``, the compiled program loops over
+    blocks of layers, so compile time does not grow with depth. A block is one period of
+    the window pattern (Gemma-2: a sliding layer, then a global one), so every layer
+    inside it keeps its window as a constant and attention can skip what the window
+    excludes. Without ``scan`` XLA gets the layers unrolled and the backward pass reads
+    activations directly instead of slicing them out of per-layer stacks, which makes a
+    step of a small model markedly faster on a CPU at the price of compile time
+    proportional to depth.
 
     With a cache (inference), or when ``stack`` is already an :class:`nnx.List` from
     :func:`unstack_layers`, the layers run one after another, each on its own parameters
@@ -83,17 +86,49 @@ def run_layers(
     layout, cache = token_layout(B, T, positions, segment_ids, cache)
     if cache is not None or isinstance(stack, nnx.List):
         layers = stack if isinstance(stack, nnx.List) else unstack_layers(stack)
-        return _run_layer_list(layers, x_BTD, windows_L, layout, cache)
+        return _run_layer_list(layers, x_BTD, windows, layout, cache)
 
-    def body(layer, x_BTD, window):
-        return layer(constrain(x_BTD, BTD), layout, window, None)[0]
+    graphdef, state = nnx.split(stack)
+    # Each weight's logical axes without the stack's leading `layers` axis.
+    axes = jax.tree.map(
+        lambda spec: tuple(spec)[1:],
+        nnx.get_partition_spec(state),
+        is_leaf=lambda x: isinstance(x, jax.sharding.PartitionSpec),
+    )
+
+    def layer(params, x_BTD, window):
+        # Gradients land on each weight's own shards; the layer's containers are rebuilt
+        # here, at the trace level of the loop body.
+        params = jax.tree.map(pin_gradient, params, axes)
+        return nnx.merge(graphdef, params)(constrain(x_BTD, BTD), layout, window, None)[0]
 
     if remat != "none":
-        body = nnx.remat(body, policy=REMAT_POLICIES[remat], prevent_cse=False)
-    scanned = nnx.scan(
-        body, in_axes=(0, nnx.Carry, 0), out_axes=nnx.Carry, unroll=1 if scan else True
+        layer = jax.checkpoint(
+            layer, policy=REMAT_POLICIES[remat], prevent_cse=False, static_argnums=(2,)
+        )
+    if not scan:
+        for index, window in enumerate(windows):
+            x_BTD = layer(jax.tree.map(lambda a, i=index: a[i], state), x_BTD, window)
+        return x_BTD, None
+    period = window_period(windows)
+    blocks = jax.tree.map(lambda a: a.reshape(-1, period, *a.shape[1:]), state)
+
+    def block(x_BTD, params):
+        for offset in range(period):
+            x_BTD = layer(jax.tree.map(lambda a, j=offset: a[j], params), x_BTD, windows[offset])
+        return x_BTD, None
+
+    return jax.lax.scan(block, x_BTD, blocks)[0], None
+
+
+def window_period(windows: tuple[int, ...]) -> int:
+    """The shortest p dividing the depth such that layer i's window is layer (i mod p)'s."""
+    L = len(windows)
+    return next(
+        p
+        for p in range(1, L + 1)
+        if L % p == 0 and all(w == windows[i % p] for i, w in enumerate(windows))
     )
-    return scanned(stack, x_BTD, windows_L), None
 
 
 def unstack_layers(stack: nnx.Module) -> nnx.List:
@@ -109,7 +144,7 @@ def unstack_layers(stack: nnx.Module) -> nnx.List:
 def _run_layer_list(
     layers: nnx.List,
     x_BTD: jax.Array,
-    windows_L: jax.Array,
+    windows: tuple[int, ...],
     layout: TokenLayout,
     cache: KVCache | None,
 ) -> tuple[jax.Array, KVCache | None]:
@@ -118,7 +153,7 @@ def _run_layer_list(
     new_k, new_v = [], []
     for index, layer in enumerate(layers):
         kv = None if cache is None else (cache.k[index], cache.v[index])
-        x_BTD, kv = layer(x_BTD, layout, windows_L[index], kv)
+        x_BTD, kv = layer(x_BTD, layout, windows[index], kv)
         if kv is not None:
             new_k.append(kv[0])
             new_v.append(kv[1])
@@ -132,8 +167,8 @@ class DecoderLM(nnx.Module):
 
     A family sets ``config`` (with ``layer_windows``, ``remat`` and ``scan_layers``),
     ``layers`` (from :func:`stack_layers`) and ``final_norm``, and defines
-    ``embed_tokens(tokens_BT) -> x_BTD`` (compute dtype) and ``logits(x_BTD) -> logits_BTV``
-    (float32, from the final-normed activations).
+    ``embed_tokens(tokens_BT) -> x_BTD`` (compute dtype) and ``unembedding()``, its output
+    layer (:class:`~c2s_jax.models.output.Unembedding`) over final-normed activations.
     """
 
     config: Any
@@ -166,7 +201,7 @@ class DecoderLM(nnx.Module):
         x_BTD, cache = run_layers(
             self.layers,
             constrain(self.embed_tokens(tokens_BT), BTD),
-            jnp.asarray(cfg.layer_windows, jnp.int32),
+            cfg.layer_windows,
             positions=positions,
             segment_ids=segment_ids,
             cache=cache,
@@ -192,5 +227,24 @@ class DecoderLM(nnx.Module):
         x_BTD, new_cache = self.hidden_states(
             tokens_BT, positions=positions, segment_ids=segment_ids, cache=cache
         )
-        logits_BTV = constrain(self.logits(x_BTD), ("batch", "length", "vocab"))
+        logits_BTV = self.logits(x_BTD)
         return logits_BTV if cache is None else (logits_BTV, new_cache)
+
+    def logits(self, x_BTD: jax.Array) -> jax.Array:
+        """float32 logits [B, T, V] of final-normed hidden states [B, T, D]."""
+        return self.unembedding()(x_BTD)
+
+    def target_scores(
+        self,
+        tokens_BT: jax.Array,
+        targets_BT: jax.Array,
+        *,
+        positions: jax.Array | None = None,
+        segment_ids: jax.Array | None = None,
+    ) -> tuple[jax.Array, jax.Array]:
+        """(logit of each of ``targets_BT`` [B, T], log-normalizer [B, T]), float32, after
+        ``tokens_BT``, without the whole [B, T, V] logits (see
+        :func:`c2s_jax.models.output.target_scores`; ``config.logits_chunk`` positions at
+        a time). The target's log-probability is their difference."""
+        x_BTD, _ = self.hidden_states(tokens_BT, positions=positions, segment_ids=segment_ids)
+        return target_scores(x_BTD, self.unembedding(), targets_BT, self.config.logits_chunk)

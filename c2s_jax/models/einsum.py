@@ -12,7 +12,9 @@ the values transposed. Such copies take a large share of a small model's trainin
 
 Here, on the CPU, each product and gradient is contracted in the operand order that
 copies the fewest elements, and a result that comes out in another axis order is
-transposed on its own. Other platforms get a plain einsum and its gradient.
+transposed on its own. Other platforms (the one :func:`c2s_jax.parallel.target_platform`
+names while the step is traced) get a plain einsum and its gradient, which the TPU and GPU
+compilers lay out themselves and the stock remat policies see as a dot.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import jax
 import jax.numpy as jnp
 from jax.ad_checkpoint import checkpoint_name
 
+from c2s_jax.parallel import target_platform
+
 # The checkpoint name of every :func:`project` output.
 PROJECTION = "projection"
 
@@ -31,6 +35,8 @@ PROJECTION = "projection"
 def einsum(spec: str, a: jax.Array, b: jax.Array, out_dtype: jnp.dtype | None = None) -> jax.Array:
     """``jnp.einsum(spec, a, b, preferred_element_type=out_dtype)``, with the product and
     both gradients contracted for the CPU as the module describes."""
+    if target_platform() != "cpu":
+        return jnp.einsum(spec, a, b, preferred_element_type=out_dtype)
     return _einsum(spec, a, b, out_dtype)
 
 
@@ -38,7 +44,7 @@ def project(spec: str, x: jax.Array, w: jax.Array, out_dtype: jnp.dtype | None =
     """:func:`einsum` of activations ``x`` and a weight ``w``, named :data:`PROJECTION` so
     that the ``"dots"`` remat policy keeps its output like any other matmul's (the custom
     gradient hides the dot from the stock policy)."""
-    return checkpoint_name(_einsum(spec, x, w, out_dtype), PROJECTION)
+    return checkpoint_name(einsum(spec, x, w, out_dtype), PROJECTION)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 3))
@@ -72,15 +78,9 @@ def _contract(
     target: str,
     out_dtype: jnp.dtype | None = None,
 ) -> jax.Array:
-    """``jnp.einsum(f"{x_axes},{y_axes}->{target}", x, y)``, on the CPU as
-    :func:`_contract_cpu` lays it out."""
-    spec = f"{x_axes},{y_axes}->{target}"
-    return jax.lax.platform_dependent(
-        x,
-        y,
-        cpu=functools.partial(_contract_cpu, x_axes, y_axes, target, out_dtype),
-        default=lambda x, y: jnp.einsum(spec, x, y, preferred_element_type=out_dtype),
-    )
+    """``jnp.einsum(f"{x_axes},{y_axes}->{target}", x, y)`` as :func:`_contract_cpu` lays
+    it out."""
+    return _contract_cpu(x_axes, y_axes, target, out_dtype, x, y)
 
 
 def _contract_cpu(x_axes, y_axes, target, out_dtype, x, y):

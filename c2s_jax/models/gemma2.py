@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from c2s_jax.models import decoder, layers
-from c2s_jax.models.einsum import project
+from c2s_jax.models.output import Unembedding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +42,12 @@ class Gemma2Config:
     remat: str = "none"
     # False unrolls the layers: faster steps for small models, compile time grows with depth.
     scan_layers: bool = True
+    # How full sequences are attended: 'auto' (splash on a TPU, dot elsewhere), 'dot' or
+    # 'splash' (see c2s_jax.models.layers.Attention).
+    attention: str = "auto"
+    # Positions whose [B, chunk, V] float32 logits a loss forms at a time (the largest
+    # divisor of the length not above it; see c2s_jax.models.output.target_scores).
+    logits_chunk: int = 512
 
     @property
     def layer_windows(self) -> tuple[int, ...]:
@@ -69,6 +75,7 @@ class Gemma2Block(nnx.Module):
             rope_base=cfg.rope_base,
             logit_softcap=cfg.attn_logit_softcap,
             use_bias=False,
+            attention=cfg.attention,
             **weights,
         )
         self.post_attn_norm = layers.RMSNorm(cfg.d_model, **norm)
@@ -107,7 +114,9 @@ class Gemma2(decoder.DecoderLM):
         scale = jnp.asarray(self.config.d_model**0.5, dtype)
         return layers.embed_lookup(self.embed[...], tokens_BT, dtype) * scale
 
-    def logits(self, x_BTD: jax.Array) -> jax.Array:
-        embed_VD = self.embed[...].astype(self.config.dtype)
-        logits_BTV = project("btd,vd->btv", x_BTD, embed_VD, jnp.float32)
-        return layers.softcap(logits_BTV, self.config.final_logit_softcap)
+    def unembedding(self) -> Unembedding:
+        # Tied: the input embedding, read as [V, D].
+        cfg = self.config
+        return Unembedding(
+            self.embed[...], "btd,vd->btv", ("vocab", None), cfg.final_logit_softcap, cfg.dtype
+        )

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from c2s_jax import parallel
+from c2s_jax.models import splash
 from c2s_jax.models.einsum import einsum, project
 from c2s_jax.parallel import constrain
 
@@ -79,13 +80,16 @@ def embed_lookup(table_VD: jax.Array, tokens_BT: jax.Array, dtype: jnp.dtype) ->
         parallel.logical_to_spec(("batch", "length"), rules), tokens_BT.shape, mesh.shape
     )
     vocab_axes, embed_axes, batch_axes = (
-        _axes(table_spec[0]),
-        _axes(table_spec[1]),
-        _axes(tokens_spec[0]),
+        parallel.spec_axes(table_spec[0]),
+        parallel.spec_axes(table_spec[1]),
+        parallel.spec_axes(tokens_spec[0]),
     )
     # Rows must be split over the embedding's axes last (minor), in the same order, so that
     # gathering over those axes yields contiguous blocks of rows.
-    if _axes(tokens_spec[1]) or batch_axes[len(batch_axes) - len(embed_axes) :] != embed_axes:
+    if (
+        parallel.spec_axes(tokens_spec[1])
+        or batch_axes[len(batch_axes) - len(embed_axes) :] != embed_axes
+    ):
         return constrain(jnp.take(table_VD, tokens_BT, axis=0).astype(dtype), BTD)
 
     def local(table_vd, tokens_bt):
@@ -112,11 +116,6 @@ def embed_lookup(table_VD: jax.Array, tokens_BT: jax.Array, dtype: jnp.dtype) ->
         in_specs=(table_spec, tokens_spec),
         out_specs=jax.sharding.PartitionSpec(tokens_spec[0], None, None),
     )(table_VD, tokens_BT)
-
-
-def _axes(entry) -> tuple[str, ...]:
-    """The mesh axes of one PartitionSpec entry."""
-    return (entry,) if isinstance(entry, str) else tuple(entry or ())
 
 
 class RMSNorm(nnx.Module):
@@ -272,11 +271,18 @@ def attention_mask(layout: TokenLayout, window: jax.Array | int) -> jax.Array:
     return same_segment & causal & in_window
 
 
+ATTENTION_IMPLEMENTATIONS = ("auto", "dot", "splash")
+
+
 class Attention(nnx.Module):
     """Multi-head attention with grouped key/value heads, rotary positions, an optional
     logit softcap, sliding windows and segment masks, reading and writing a KV cache.
 
-    The same path serves a full training sequence (no cache) and incremental decoding.
+    ``attention`` picks how a full sequence (training, scoring) is attended: 'dot' forms
+    the scores with einsums and masks them (the path decoding with a cache always takes);
+    'splash' runs the blocked TPU kernel of :mod:`c2s_jax.models.splash` (in interpret
+    mode off a TPU); 'auto' takes splash on a TPU when the sequence length and head size
+    suit it, dot elsewhere.
     """
 
     def __init__(
@@ -295,7 +301,12 @@ class Attention(nnx.Module):
         dtype: jnp.dtype,
         param_dtype: jnp.dtype,
         rngs: nnx.Rngs,
+        attention: str = "auto",
     ):
+        if attention not in ATTENTION_IMPLEMENTATIONS:
+            raise ValueError(
+                f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, not {attention!r}"
+            )
         if num_heads % num_kv_heads:
             raise ValueError(f"num_heads={num_heads} is not a multiple of {num_kv_heads=}")
         D, N, K, H = d_model, num_heads, num_kv_heads, head_dim
@@ -316,6 +327,18 @@ class Attention(nnx.Module):
         self.rope_base = rope_base
         self.logit_softcap = logit_softcap
         self.dtype = dtype
+        self.attention = attention
+
+    def _uses_splash(self, length: int, head_dim: int) -> bool:
+        if self.attention == "dot":
+            return False
+        if self.attention == "splash":
+            if splash.block_size(length) is None:
+                raise ValueError(
+                    f"splash attention needs a sequence length divisible by 128, not {length}"
+                )
+            return True
+        return parallel.target_platform() == "tpu" and splash.supported(length, head_dim)
 
     def _project(self, x_BTD: jax.Array, w: nnx.Param, b_name: str, heads: str) -> jax.Array:
         y = project("btd,dnh->btnh", x_BTD, w[...].astype(self.dtype))
@@ -348,12 +371,27 @@ class Attention(nnx.Module):
             # the products below read the whole cache without transposing it.
             at = (0, 0, layout.cache_index, 0)
             kv = tuple(
-                jax.lax.dynamic_update_slice(old, new.transpose(0, 2, 1, 3).astype(old.dtype), at)
+                constrain(
+                    jax.lax.dynamic_update_slice(
+                        old, new.transpose(0, 2, 1, 3).astype(old.dtype), at
+                    ),
+                    ("batch", "kv_heads", None, None),
+                )
                 for old, new in zip(kv, (k_BTKH, v_BTKH), strict=True)
             )
             key_axes, k_keys, v_keys = "bksh", kv[0], kv[1]
         k_keys, v_keys = k_keys.astype(self.dtype), v_keys.astype(self.dtype)
 
+        if kv is None and self._uses_splash(T, q_BTNH.shape[-1]):
+            out_BTNH = splash.splash_attention(
+                (q_BTNH * self.query_scale).astype(self.dtype),
+                k_keys,
+                v_keys,
+                layout.q_segment_ids,
+                window=window,
+                softcap=self.logit_softcap,
+            )
+            return self._output(out_BTNH), kv
         K = k_BTKH.shape[2]
         q_BTKGH = q_BTNH.reshape(B, T, K, -1, q_BTNH.shape[-1])
         logits_BKGTS = einsum(f"btkgh,{key_axes}->bkgts", q_BTKGH, k_keys, jnp.float32)
@@ -363,11 +401,15 @@ class Attention(nnx.Module):
         logits_BKGTS = jnp.where(mask_B11TS, logits_BKGTS, _MASKED_LOGIT)
         probs_BKGTS = jax.nn.softmax(logits_BKGTS, axis=-1).astype(self.dtype)
         out_BTKGH = einsum(f"bkgts,{key_axes}->btkgh", probs_BKGTS, v_keys)
-        out_BTNH = constrain(out_BTKGH.reshape(q_BTNH.shape), ("batch", "length", "heads", None))
+        return self._output(out_BTKGH.reshape(q_BTNH.shape)), kv
+
+    def _output(self, out_BTNH: jax.Array) -> jax.Array:
+        """The heads' outputs projected back to the model dimension."""
+        out_BTNH = constrain(out_BTNH, ("batch", "length", "heads", None))
         y_BTD = project("btnh,nhd->btd", out_BTNH, self.wo[...].astype(self.dtype))
         if self.use_bias:
             y_BTD = y_BTD + self.bo[...].astype(self.dtype)
-        return constrain(y_BTD, BTD), kv
+        return constrain(y_BTD, BTD)
 
 
 class GeGLU(nnx.Module):

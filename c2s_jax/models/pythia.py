@@ -14,7 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from c2s_jax.models import decoder, layers
-from c2s_jax.models.einsum import project
+from c2s_jax.models.output import Unembedding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +35,12 @@ class PythiaConfig:
     remat: str = "none"
     # False unrolls the layers: faster steps for small models, compile time grows with depth.
     scan_layers: bool = True
+    # How full sequences are attended: 'auto' (splash on a TPU, dot elsewhere), 'dot' or
+    # 'splash' (see c2s_jax.models.layers.Attention).
+    attention: str = "auto"
+    # Positions whose [B, chunk, V] float32 logits a loss forms at a time (the largest
+    # divisor of the length not above it; see c2s_jax.models.output.target_scores).
+    logits_chunk: int = 512
 
     @property
     def head_dim(self) -> int:
@@ -74,6 +80,7 @@ class PythiaBlock(nnx.Module):
             rope_base=cfg.rope_base,
             logit_softcap=None,
             use_bias=True,
+            attention=cfg.attention,
             **weights,
         )
         self.mlp_norm = layers.LayerNorm(cfg.d_model, **norm)
@@ -100,6 +107,7 @@ class Pythia(decoder.DecoderLM):
     def embed_tokens(self, tokens_BT: jax.Array) -> jax.Array:
         return layers.embed_lookup(self.embed[...], tokens_BT, jnp.dtype(self.config.dtype))
 
-    def logits(self, x_BTD: jax.Array) -> jax.Array:
-        unembed_DV = self.unembed[...].astype(self.config.dtype)
-        return project("btd,dv->btv", x_BTD, unembed_DV, jnp.float32)
+    def unembedding(self) -> Unembedding:
+        return Unembedding(
+            self.unembed[...], "btd,dv->btv", (None, "vocab"), None, self.config.dtype
+        )

@@ -11,14 +11,6 @@ KL_ESTIMATORS = ("k1", "k3")
 AGGREGATIONS = ("sequence_mean_token_mean", "token_mean")
 
 
-def token_logprobs(logits_BTV: jax.Array, targets_BT: jax.Array) -> jax.Array:
-    """[B, T] float32 log-softmax of the logits at each target token id."""
-    logits_BTV = logits_BTV.astype(jnp.float32)
-    log_norm_BT = jax.nn.logsumexp(logits_BTV, axis=-1)
-    target_logit_BT = jnp.take_along_axis(logits_BTV, targets_BT[..., None], axis=-1)[..., 0]
-    return target_logit_BT - log_norm_BT
-
-
 def group_advantages(rewards_PG: jax.Array, eps: float = 1e-4) -> jax.Array:
     """[P, G] float32 advantages: (r - group mean) / (group std + eps).
 

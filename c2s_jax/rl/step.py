@@ -22,7 +22,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from c2s_jax import parallel
-from c2s_jax.rl.objective import AGGREGATIONS, KL_ESTIMATORS, grpo_loss, token_logprobs
+from c2s_jax.rl.objective import AGGREGATIONS, KL_ESTIMATORS, grpo_loss
 from c2s_jax.train.microbatch import accumulate
 from c2s_jax.train.state import ModelParts, TrainState
 
@@ -103,10 +103,13 @@ def completion_values(batch: dict[str, np.ndarray], values_BN: np.ndarray) -> np
 
 def sequence_logprobs(model, batch: dict) -> jax.Array:
     """[B, L] float32 log-probabilities of the targets under `model`, 0 off completions."""
-    logits_BLV = model(
-        batch["tokens"], positions=batch["positions"], segment_ids=batch["segment_ids"]
+    target_BL, log_norm_BL = model.target_scores(
+        batch["tokens"],
+        batch["targets"],
+        positions=batch["positions"],
+        segment_ids=batch["segment_ids"],
     )
-    return token_logprobs(logits_BLV, batch["targets"]) * batch["completion_mask"]
+    return (target_BL - log_norm_BL) * batch["completion_mask"]
 
 
 def batch_shardings(mesh: Mesh, rules: parallel.Rules) -> dict[str, NamedSharding]:

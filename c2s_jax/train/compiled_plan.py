@@ -47,11 +47,15 @@ class CompiledPlan:
       resident_gib: arrays held beside the step that it does not take (GRPO's frozen copy
         of the starting policy for the KL penalty).
       compiled_flops_per_step: matmul FLOPs of the compiled program, loop bodies times their
-        trip counts, summed over devices.
+        trip counts, summed over devices; Pallas kernels (splash attention) count the FLOPs
+        of the blocks their masks compute.
+      kernel_flops_per_step: the kernels' part of compiled_flops_per_step.
       model_flops_per_step: what the model needs (c2s_jax.train.flops); see `flops_note`.
       xla_flops_per_device: XLA's cost analysis as reported (loop bodies counted once).
       collectives: collective instructions of each kind in the program.
       collectives_per_step: executions of each kind in one step (loops multiplied out).
+      collectives_in_loops: instructions of each kind inside loop bodies (for decoding: what
+        every generated token runs).
       loop_trip_counts: every loop's trip count (None: read as 1, not known statically).
       cost_model_seconds: XLA's cost-model step time, an estimate, not a measurement. XLA
         counts a loop body once, so for a program with loops it is extrapolated in depth
@@ -75,10 +79,12 @@ class CompiledPlan:
     temp_gib: float
     resident_gib: float
     compiled_flops_per_step: float
+    kernel_flops_per_step: float
     model_flops_per_step: float
     xla_flops_per_device: float
     collectives: dict
     collectives_per_step: dict
+    collectives_in_loops: dict
     loop_trip_counts: list
     cost_model_seconds: float | None
     compile_seconds: float
@@ -129,9 +135,10 @@ class CompiledPlan:
             f"{self.model_flops_per_step:.4g} (ratio "
             f"{self.compiled_flops_per_step / max(self.model_flops_per_step, 1):.3f})",
             f"  {self.flops_note}",
-            "collectives (in the program / per step): "
+            "collectives (in the program / per step / inside loops): "
             + ", ".join(
-                f"{k} {self.collectives[k]}/{self.collectives_per_step[k]}"
+                f"{k} {self.collectives[k]}/{self.collectives_per_step[k]}/"
+                f"{self.collectives_in_loops[k]}"
                 for k in self.collectives
             ),
         ]
@@ -319,6 +326,12 @@ def describe(
         "compiled: dot/convolution FLOPs of the optimized program per chip x chips, loop "
         "bodies x trip counts"
         + (f" ({len(unknown)} loop(s) of unknown trip count counted once)" if unknown else "")
+        + (
+            f", plus {stats.kernel_flops * devices:.4g} of Pallas kernels (the blocks their "
+            "masks compute; XLA does not see inside them)"
+            if stats.kernel_flops
+            else ""
+        )
         + "; model: matmul FLOPs of the architecture (c2s_jax.train.flops), no rematerialization"
     )
     if any(trips != 1 for _, trips in stats.loops):
@@ -337,10 +350,12 @@ def describe(
         temp_gib=memory.temp_size_in_bytes / GIB,
         resident_gib=resident_bytes / GIB,
         compiled_flops_per_step=stats.matmul_flops * devices,
+        kernel_flops_per_step=stats.kernel_flops * devices,
         model_flops_per_step=float(model_flops),
         xla_flops_per_device=float(cost.get("flops", 0.0)),
         collectives=stats.collectives,
         collectives_per_step=stats.collectives_per_run,
+        collectives_in_loops=stats.collectives_in_loops,
         loop_trip_counts=[trips for _, trips in stats.loops],
         cost_model_seconds=float(seconds) if seconds and seconds > 0 else None,
         compile_seconds=compile_seconds,
@@ -462,10 +477,12 @@ def refused(
         temp_gib=temporary_bytes / GIB,
         resident_gib=resident_bytes / GIB,
         compiled_flops_per_step=0.0,
+        kernel_flops_per_step=0.0,
         model_flops_per_step=float(model_flops),
         xla_flops_per_device=0.0,
         collectives={k: 0 for k in COLLECTIVES},
         collectives_per_step={k: 0 for k in COLLECTIVES},
+        collectives_in_loops={k: 0 for k in COLLECTIVES},
         loop_trip_counts=[],
         cost_model_seconds=None,
         compile_seconds=compile_seconds,

@@ -9,8 +9,13 @@ loop body by its trip count, and sums:
   most matmuls as convolutions, with batch dimensions as spatial windows); for these the
   count follows XLA's own cost model, counting only the multiply-adds whose operands are not
   padding or dilation holes, so a loop-free program gets XLA's figure for its matmuls;
+- kernel FLOPs: a Pallas kernel is a custom call whose inside XLA does not see; a kernel
+  that names its own FLOPs per phase in its name scope, ``kernel_flops[fwd=N,dkv=M]``
+  (see :mod:`c2s_jax.models.splash`), is counted by the phase its call runs;
 - collectives: all-gather, reduce-scatter, all-reduce, all-to-all, collective-permute,
-  both as instructions in the program and as executions per run.
+  both as instructions in the program and as executions per run. The TPU compiler writes
+  a reduce-scatter as a fusion of an all-reduce with the slicing of its shard (a fused
+  computation named ``all-reduce-scatter``); such a fusion counts as one reduce-scatter.
 
 Elementwise work is not counted: the figure is the one to hold against model FLOPs, which
 count matmuls only.
@@ -68,25 +73,49 @@ class ProgramStats:
     """Per-device figures of one run of a compiled program.
 
     Attributes:
-      matmul_flops: multiply-add FLOPs (2 per FMA) of dots and convolutions, loop bodies
-        counted once per iteration.
+      matmul_flops: multiply-add FLOPs (2 per FMA) of dots, convolutions and kernels that
+        name their FLOPs, loop bodies counted once per iteration.
+      kernel_flops: the part of matmul_flops that kernels named.
       collectives: instructions of each collective kind in the program text.
       collectives_per_run: executions of each kind in one run (loops multiplied out).
+      collectives_in_loops: instructions of each kind inside loop bodies (a decoding
+        loop, say), counted once each.
       loops: trip count of every while loop, outermost first; a loop whose count could not
         be read from its condition counts as 1 and is listed with count None.
     """
 
     matmul_flops: float
+    kernel_flops: float
     collectives: dict[str, int]
     collectives_per_run: dict[str, int]
+    collectives_in_loops: dict[str, int]
     loops: tuple[tuple[str, int | None], ...]
+
+
+def _logical_lines(text: str) -> list[str]:
+    """The text's lines with instructions that span several lines (a kernel's metadata may
+    hold line breaks) joined into one."""
+    lines: list[str] = []
+    for line in text.splitlines():
+        starts = (
+            not lines
+            or line.rstrip() == "}"
+            or _HEADER.match(line)
+            or re.match(r"\s*(ROOT\s+)?%", line)
+            or not line.startswith((" ", '"', "}"))
+        )
+        if starts:
+            lines.append(line)
+        else:
+            lines[-1] += line
+    return lines
 
 
 def parse_module(text: str) -> tuple[dict[str, Computation], str]:
     """The computations of an HLO module's text by name, and the entry computation's name."""
     computations: dict[str, Computation] = {}
     entry, current = "", None
-    for line in text.splitlines():
+    for line in _logical_lines(text):
         header = _HEADER.match(line)
         if header:
             current = Computation(header.group(2), {}, "")
@@ -96,7 +125,7 @@ def parse_module(text: str) -> tuple[dict[str, Computation], str]:
             continue
         if current is None:
             continue
-        if line.startswith("}"):
+        if line.rstrip() == "}":
             current = None
             continue
         instruction = _parse_instruction(line)
@@ -328,63 +357,130 @@ def _callee(attributes: str, key: str) -> str:
     return match.group(1) if match else ""
 
 
+_KERNEL_FLOPS = re.compile(r"kernel_flops\[([^\]]*)\]")
+
+
+def kernel_flops(instruction: Instruction) -> float:
+    """FLOPs a custom call's kernel named for the phase it runs (0 when it names none):
+    its name scope holds ``kernel_flops[phase=N,...]`` and the kernel's own name, further
+    along, ends in ``_phase`` (e.g. ``splash_mha_dkv_segmented``)."""
+    tag = _KERNEL_FLOPS.search(instruction.attributes)
+    if instruction.opcode != "custom-call" or tag is None:
+        return 0.0
+    phases = dict(item.split("=") for item in tag.group(1).split(","))
+    after = instruction.attributes[tag.end() :]
+    for phase, flops in phases.items():
+        if re.search(rf"_{phase}(_|\b)", after):
+            return float(flops)
+    return 0.0
+
+
 def program_stats(text: str) -> ProgramStats:
     """Per-device matmul FLOPs and collectives of one run of the compiled HLO ``text``."""
     computations, entry = parse_module(text)
     static = Counter()
-    for computation in computations.values():
+    for name, computation in computations.items():
+        if _is_reduce_scatter(name):
+            continue  # counted where its fusion is
         for instruction in computation.instructions.values():
             kind = _collective(instruction)
             if kind:
                 static[kind] += 1
-    per_run: Counter = Counter()
-    loops: list[tuple[str, int | None]] = []
-    flops = _walk(computations, entry, 1, per_run, loops, depth=0)
+    walk = _Walk(computations)
+    flops = walk.computation(entry, multiplier=1, in_loop=False, depth=0)
     return ProgramStats(
         matmul_flops=flops,
+        kernel_flops=walk.kernel_flops,
         collectives={k: static.get(k, 0) for k in COLLECTIVES},
-        collectives_per_run={k: int(per_run.get(k, 0)) for k in COLLECTIVES},
-        loops=tuple(loops),
+        collectives_per_run={k: int(walk.per_run.get(k, 0)) for k in COLLECTIVES},
+        collectives_in_loops={k: int(walk.in_loops.get(k, 0)) for k in COLLECTIVES},
+        loops=tuple(walk.loops),
     )
 
 
 def _collective(instruction: Instruction) -> str | None:
-    """The collective kind of an instruction (async starts count, their dones do not)."""
+    """The collective kind of an instruction (async starts count, their dones do not; a
+    fusion that is a reduce-scatter counts as one)."""
+    if instruction.opcode == "fusion" and _is_reduce_scatter(
+        _callee(instruction.attributes, "calls")
+    ):
+        return "reduce-scatter"
     opcode = instruction.opcode.removesuffix("-start")
     return opcode if opcode in COLLECTIVES and not instruction.opcode.endswith("-done") else None
 
 
-def _walk(computations, name, multiplier, per_run, loops, depth) -> float:
-    computation = computations.get(name)
-    if computation is None or depth > 64:
-        return 0.0
-    shapes = {n: i.dims for n, i in computation.instructions.items()}
-    flops = 0.0
-    for instruction in computation.instructions.values():
+def _is_reduce_scatter(computation: str) -> bool:
+    """Whether a fused computation is the TPU compiler's form of a reduce-scatter."""
+    return computation.startswith("all-reduce-scatter")
+
+
+class _Walk:
+    """Walks the call graph from the entry computation, multiplying loop bodies by their
+    trip counts, and adds up FLOPs and collectives on the way."""
+
+    def __init__(self, computations: dict[str, Computation]):
+        self.computations = computations
+        self.per_run: Counter = Counter()
+        self.in_loops: Counter = Counter()
+        self.loops: list[tuple[str, int | None]] = []
+        self.kernel_flops = 0.0
+
+    def computation(self, name: str, *, multiplier: float, in_loop: bool, depth: int) -> float:
+        """FLOPs of one run of computation `name`, run `multiplier` times per program run."""
+        computation = self.computations.get(name)
+        if computation is None or depth > 64:
+            return 0.0
+        shapes = {n: i.dims for n, i in computation.instructions.items()}
+        flops = 0.0
+        for instruction in computation.instructions.values():
+            flops += multiplier * self._own_flops(instruction, shapes, multiplier)
+            kind = _collective(instruction)
+            if kind:
+                self.per_run[kind] += multiplier
+                self.in_loops[kind] += in_loop
+                if instruction.opcode == "fusion":
+                    continue  # a reduce-scatter: its inner all-reduce is the same collective
+            flops += self._callees(instruction, computation, multiplier, in_loop, depth)
+        return flops
+
+    def _own_flops(self, instruction: Instruction, shapes, multiplier: float) -> float:
         if instruction.opcode == "dot":
-            flops += multiplier * dot_flops(instruction, shapes)
-        elif instruction.opcode == "convolution":
-            flops += multiplier * convolution_flops(instruction, shapes)
-        kind = _collective(instruction)
-        if kind:
-            per_run[kind] += multiplier
+            return dot_flops(instruction, shapes)
+        if instruction.opcode == "convolution":
+            return convolution_flops(instruction, shapes)
+        if instruction.opcode == "custom-call":
+            named = kernel_flops(instruction)
+            self.kernel_flops += multiplier * named
+            return named
+        return 0.0
+
+    def _callees(self, instruction, computation, multiplier, in_loop, depth) -> float:
         if instruction.opcode == "while":
-            trips = _trip_count(instruction, computation, computations)
-            loops.append((instruction.name, trips))
+            trips = _trip_count(instruction, computation, self.computations)
+            self.loops.append((instruction.name, trips))
             body = _callee(instruction.attributes, "body")
-            flops += _walk(computations, body, multiplier * (trips or 1), per_run, loops, depth + 1)
-            continue
+            return self.computation(
+                body, multiplier=multiplier * (trips or 1), in_loop=True, depth=depth + 1
+            )
+        flops = 0.0
         for key, value in _CALLEES.findall(instruction.attributes):
             if key in ("condition", "to_apply") and instruction.opcode != "call":
                 continue  # reductions' scalar computations and loop conditions hold no matmuls
             callees = re.findall(r"%([\w.\-]+)", value)
             if key == "branch_computations" or key.endswith("_computation"):
-                # One branch runs: count the costliest.
+                # One branch runs: count the costliest, as if it always did.
                 flops += max(
-                    (_walk(computations, c, multiplier, Counter(), [], depth + 1) for c in callees),
+                    (
+                        _Walk(self.computations).computation(
+                            c, multiplier=multiplier, in_loop=in_loop, depth=depth + 1
+                        )
+                        for c in callees
+                    ),
                     default=0.0,
                 )
                 continue
             for callee in callees:
-                flops += _walk(computations, callee, multiplier, per_run, loops, depth + 1)
-    return flops
+                flops += self.computation(
+                    callee, multiplier=multiplier, in_loop=in_loop, depth=depth + 1
+                )
+        return flops

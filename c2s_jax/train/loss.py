@@ -5,8 +5,8 @@ import jax.numpy as jnp
 
 
 def masked_loss(
-    logits_BTV: jax.Array,
-    targets_BT: jax.Array,
+    target_logit_BT: jax.Array,
+    log_norm_BT: jax.Array,
     loss_mask_BT: jax.Array,
     task_id_BT: jax.Array,
     num_tasks: int,
@@ -15,8 +15,9 @@ def masked_loss(
     """Cross-entropy over the masked (answer) tokens.
 
     Args:
-      logits_BTV: float logits [B, T, V].
-      targets_BT: int next tokens [B, T].
+      target_logit_BT: float32 logit of each next token [B, T].
+      log_norm_BT: float32 logsumexp of each position's logits [B, T] (both from
+        :func:`c2s_jax.models.output.target_scores`).
       loss_mask_BT: [B, T], 1 where the target is an answer token.
       task_id_BT: int [B, T] task of each token, in [0, num_tasks).
       num_tasks: number of tasks for the per-task sums.
@@ -29,10 +30,7 @@ def masked_loss(
       microbatches (so accumulation equals one big batch); aux holds `ce_sum`, `z_sum`,
       `tokens`, and per-task `task_ce_sum` [K] and `task_tokens` [K].
     """
-    logits_BTV = logits_BTV.astype(jnp.float32)
     mask_BT = loss_mask_BT.astype(jnp.float32)
-    log_norm_BT = jax.nn.logsumexp(logits_BTV, axis=-1)
-    target_logit_BT = jnp.take_along_axis(logits_BTV, targets_BT[..., None], axis=-1)[..., 0]
     ce_BT = (log_norm_BT - target_logit_BT) * mask_BT
     tokens = mask_BT.sum()
     per_task_BTK = jax.nn.one_hot(task_id_BT, num_tasks, dtype=jnp.float32) * mask_BT[..., None]

@@ -33,12 +33,15 @@ class LossConfig:
 
 def _objective(parts: ModelParts, params, frozen, batch, loss_cfg: LossConfig):
     model = parts.model(params, frozen)
-    logits_BTV = model(
-        batch["tokens"], positions=batch["positions"], segment_ids=batch["segment_ids"]
+    target_logit_BT, log_norm_BT = model.target_scores(
+        batch["tokens"],
+        batch["targets"],
+        positions=batch["positions"],
+        segment_ids=batch["segment_ids"],
     )
     return masked_loss(
-        logits_BTV,
-        batch["targets"],
+        target_logit_BT,
+        log_norm_BT,
         batch["loss_mask"],
         batch["task_id"],
         loss_cfg.num_tasks,

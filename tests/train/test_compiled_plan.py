@@ -20,25 +20,27 @@ SLICE = "v5litepod-4"
 FSDP = ("mesh.data=1", "mesh.fsdp=-1", "mesh.tensor=1")
 
 
-def _check_memory_and_flops(plan, layers: int, loops: int):
+def _check_memory_and_flops(plan, trips: int, loops: int):
     assert plan.devices == 4 and plan.hbm_gib == 16
     assert plan.total_gib == pytest.approx(
         plan.argument_gib + plan.output_gib - plan.alias_gib + plan.temp_gib + plan.resident_gib
     )
     assert 0 < plan.total_gib < 1 and plan.fits
     assert set(plan.collectives) == set(COLLECTIVES) == set(plan.collectives_per_step)
-    # The layers are scanned: each loop runs once per layer.
-    assert plan.loop_trip_counts == [layers] * loops
+    # The layers are scanned: each loop runs once per period of the window pattern.
+    assert plan.loop_trip_counts == [trips] * loops
     assert plan.compiled_flops_per_step > 0 and plan.model_flops_per_step > 0
 
 
-@pytest.mark.parametrize("model", ["gemma2_tiny", "pythia_tiny"])
-def test_a_tiny_train_step_compiles_for_a_v5e_slice(model):
-    cfg = load_config(TINY, [f"model.name={model}", *FSDP])
+# Four layers: Gemma-2 scans two (sliding, global) pairs, Pythia four single layers.
+@pytest.mark.parametrize(("model", "trips"), [("gemma2_tiny", 2), ("pythia_tiny", 4)])
+def test_a_tiny_train_step_compiles_for_a_v5e_slice(model, trips):
+    overrides = "model.overrides={'dtype': 'float32', 'num_layers': 4}"
+    cfg = load_config(TINY, [f"model.name={model}", overrides, *FSDP])
     plan = plan_compiled(cfg, topology=SLICE)
     assert plan.step == "train" and plan.topology == "v5litepod-4 (v5e:2x2)"
     assert plan.mesh == {"data": 1, "fsdp": 4, "tensor": 1}
-    _check_memory_and_flops(plan, layers=2, loops=2)  # forward and backward
+    _check_memory_and_flops(plan, trips=trips, loops=2)  # forward and backward
     # No remat: the compiled program does about what the model needs, and more, never less.
     assert 1.0 <= plan.compiled_flops_per_step / plan.model_flops_per_step < 1.3
     # Weights sharded over fsdp are gathered for use: all-gathers inside the layer loops.
@@ -60,18 +62,21 @@ def test_the_cost_model_step_time_is_extrapolated_in_depth():
 
 
 def test_a_grpo_update_compiles_for_a_v5e_slice(tmp_path):
-    model = build_model(get_config("gemma2_tiny", dtype="float32"), rngs=nnx.Rngs(0))
+    config = get_config("gemma2_tiny", dtype="float32", num_layers=4)
+    model = build_model(config, rngs=nnx.Rngs(0))
     bundle = export_bundle(model, tmp_path / "bundle", None, "c2s", {})
     cfg = load_config(GRPO, [f"init_from='{bundle}'"])
     plan = plan_compiled(cfg, topology=SLICE, step="grpo", model_cfg=model.config, prompt_tokens=40)
     assert plan.step == "grpo" and plan.mesh == {"data": 4, "fsdp": 1, "tensor": 1}
     # A full-parameter policy holds a frozen copy of its starting weights (beta > 0).
     assert plan.resident_gib > 0
-    _check_memory_and_flops(plan, layers=2, loops=2)
+    _check_memory_and_flops(plan, trips=2, loops=2)
 
 
 def test_a_decode_program_compiles_for_a_v5e_slice():
-    cfg = load_config(TINY, FSDP)
+    # Query and key/value heads both split over the 4 chips (as the released sizes do).
+    heads = "model.overrides={'dtype': 'float32', 'num_heads': 8, 'num_kv_heads': 4}"
+    cfg = load_config(TINY, [*FSDP, heads])
     plan = plan_compiled(
         cfg, topology=SLICE, step="decode", rows=8, prompt_tokens=24, new_tokens=16
     )
@@ -79,6 +84,25 @@ def test_a_decode_program_compiles_for_a_v5e_slice():
     # The decoding loop stops when every row has ended: its trip count is not static.
     assert plan.loop_trip_counts == [None]
     assert plan.compiled_flops_per_step > 0
+    # Weights stay where they are while tokens are generated: the loop gathers nothing,
+    # it only sums the heads' and hidden units' partial outputs.
+    assert plan.collectives_in_loops["all-gather"] == 0
+    assert plan.collectives_in_loops["all-reduce"] > 0
+
+
+def test_splash_attention_kernels_count_the_blocks_they_compute():
+    # 1,024 tokens in 512-token blocks: a causal layer computes 3 of 4 blocks per head, and
+    # a 256-token window the same 3 (diagonal blocks, and the one below each).
+    overrides = (
+        "model.overrides={'dtype': 'bfloat16', 'head_dim': 128, 'sliding_window': 256, "
+        "'num_layers': 4, 'attention': 'splash'}"
+    )
+    cfg = load_config(TINY, [*FSDP, overrides, "data.seq_len=1024", "data.batch_size=8"])
+    plan = plan_compiled(cfg, topology=SLICE)
+    entries = 8 * 4 * 3 * 512 * 512  # rows x heads x blocks x block entries, per layer
+    forward, backward = 4 * 128 * entries, 10 * 128 * entries  # QK + PV; fused backward
+    assert plan.kernel_flops_per_step == 4 * (forward + backward)
+    assert plan.compiled_flops_per_step > plan.kernel_flops_per_step
 
 
 def test_the_command_prints_json_and_fails_a_step_that_does_not_fit(capsys):

@@ -1,9 +1,10 @@
 """What one point of the real-size scaling ladder costs: FLOPs, memory, hours.
 
 For each experiment in configs/scaling/: training FLOPs per step (c2s_jax.train.flops,
-model FLOPs: remat's recomputation not counted), the `c2s plan` memory per device on the
-slice the file names, and the hours to train the file's token budget, at an assumed MFU on
-that slice and at the MFU our train step reaches on this machine's CPU.
+model FLOPs: remat's recomputation not counted) on the slice the file names, and the hours
+to train the file's token budget, at an assumed MFU on that slice and at the MFU our train
+step reaches on this machine's CPU. (Memory per chip on each slice is the TPU compiler's,
+from bench/bench_tpu_compile.py.)
 
 The CPU MFU is measured, not assumed: the trainer's jitted step (AdamW, scanned layers,
 full remat, as in the ladder; float32, since CPUs lack fast bfloat16 matmuls) on Pythia-70M
@@ -112,22 +113,18 @@ def worker(steps: int) -> dict:
 
 
 def ladder_row(path: Path) -> dict:
-    """FLOPs, parameters and the memory plan of one configs/scaling experiment."""
+    """FLOPs and parameters of one configs/scaling experiment on its slice."""
     import jax
     from flax import nnx
 
-    from c2s_jax import parallel
     from c2s_jax.config_loading import load_config
     from c2s_jax.models.registry import abstract_model
     from c2s_jax.train.flops import peak_flops, train_flops_per_token
-    from c2s_jax.train.memory_plan import GIB, plan_memory
     from c2s_jax.train.state import model_config
 
     cfg = load_config(path)
     model_cfg = model_config(cfg)
     target = cfg.target
-    shape = parallel.mesh_shape(dict(cfg.mesh), target.devices)
-    plan = plan_memory(cfg, dict(zip(parallel.MESH_AXES, shape, strict=True)))
     params = nnx.state(abstract_model(model_cfg), nnx.Param)
     embedding = sum(
         leaf.size
@@ -135,17 +132,16 @@ def ladder_row(path: Path) -> dict:
         if k in params
         for leaf in jax.tree.leaves(params[k])
     )
+    n_params = sum(leaf.size for leaf in jax.tree.leaves(params))
     tokens_per_step = cfg.data.batch_size * cfg.data.seq_len
     return {
         "model": cfg.model.name,
-        "n_params": plan.n_params,
-        "non_embedding": plan.n_params - embedding,
+        "n_params": n_params,
+        "non_embedding": n_params - embedding,
         "slice": target.slice,
         "chip": target.chip,
         "chips": target.devices,
         "chip_peak": peak_flops(target.chip),
-        "plan_gib": plan.total / GIB,
-        "hbm_gib": target.hbm_gib,
         "tokens_per_step": tokens_per_step,
         "flops_per_step": train_flops_per_token(model_cfg, cfg.data.seq_len) * tokens_per_step,
         "steps": cfg.train.steps,
@@ -180,15 +176,15 @@ def main() -> None:
     rows = [ladder_row(p) for p in CONFIGS]
     rows.sort(key=lambda r: r["n_params"])
     table = [
-        "| model | parameters (non-embedding) | slice (chips) | memory per chip, plan / HBM "
+        "| model | parameters (non-embedding) | slice (chips) "
         "| tokens per step | FLOPs per step | tokens per point | hours at "
         f"{ASSUMED_MFU:.0%} MFU | hours at {cpu_mfu:.1%} MFU |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         table.append(
             f"| {r['model']} | {r['n_params'] / 1e9:.2f}B ({r['non_embedding'] / 1e9:.2f}B) "
-            f"| {r['slice']} ({r['chips']}) | {r['plan_gib']:.1f} / {r['hbm_gib']} GiB "
+            f"| {r['slice']} ({r['chips']}) "
             f"| {r['tokens_per_step'] / 1e6:.2f}M | {r['flops_per_step']:.3g} "
             f"| {r['steps'] * r['tokens_per_step'] / 1e9:.1f}B "
             f"| {hours(r, ASSUMED_MFU):,.1f} | {hours(r, cpu_mfu):,.1f} |"
@@ -206,10 +202,9 @@ def main() -> None:
         "",
         "Assumptions, column by column. Parameters: all of the model's, and in brackets "
         "without the embedding and unembedding. Slice and chips: as named in each file's "
-        "`config.target` (v5e-N has N chips; v5p-N has N/2, its name counting TensorCores). "
-        "Memory: the `c2s plan` estimate per chip (float32 parameters, gradients and AdamW "
-        "moments, bfloat16 activations under full remat, float32 logits) against the chip's "
-        "HBM. FLOPs per step: model FLOPs of forward and backward (3x forward, attention over "
+        "`config.target` (v5e-N has N chips; v5p-N has N/2, its name counting TensorCores); "
+        "memory per chip on it: the TPU compiler's report in the section above. FLOPs per "
+        "step: model FLOPs of forward and backward (3x forward, attention over "
         "the full window, sliding windows on Gemma-2's even layers; remat's recomputation not "
         "counted), batch x length tokens. Tokens per point: the file's steps, 20 tokens per "
         "parameter (Hoffmann et al. 2022). Hours = steps x FLOPs per step / (chips x peak x "

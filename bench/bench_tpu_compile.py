@@ -2,10 +2,12 @@
 
 For each file in configs/scaling/, in a fresh process: `c2s plan --compile --json` (the
 trainer's own step over abstract arrays, compiled by libtpu for `config.target.slice` on
-this CPU machine), with that process's wall time and peak resident memory, and beside it
-`c2s plan --json`, the quick estimate from shapes alone, which is what it is held against.
+this CPU machine), with that process's wall time and peak resident memory, and XLA's
+cost-model step time extrapolated in depth (`--cost-model`, a second process).
 
     .venv/bin/python bench/bench_tpu_compile.py [--config configs/scaling/gemma2_2b.py ...]
+
+Each row is also printed as one JSON line.
 
 Only one process may hold libtpu at a time, so the configs compile one after another.
 """
@@ -47,19 +49,12 @@ def run(argv: list[str]) -> tuple[dict, float, float]:
 
 
 def measure(path: Path) -> dict:
-    """The compiled plan of one config, its estimate, and the cost of compiling it."""
+    """The compiled plan of one config and the cost of compiling it."""
     argv = [*C2S, "plan", "--config", str(path), "--compile", "--json"]
     plan, seconds, rss_gib = run(argv)
     # The cost-model extrapolation compiles two more (small) programs: timed apart.
     plan["cost_model_seconds"] = run([*argv, "--cost-model"])[0]["cost_model_seconds"]
-    estimate, _, _ = run([*C2S, "plan", "--config", str(path), "--json"])
-    return {
-        "name": path.stem,
-        **plan,
-        "estimate_gib": estimate["bytes_per_device"] / 2**30,
-        "wall_seconds": seconds,
-        "peak_rss_gib": rss_gib,
-    }
+    return {"name": path.stem, **plan, "wall_seconds": seconds, "peak_rss_gib": rss_gib}
 
 
 def table(rows: list[dict]) -> list[str]:
@@ -68,10 +63,11 @@ def table(rows: list[dict]) -> list[str]:
 
     kinds = {g.prefix: g.device_kind for g in GENERATIONS.values()}
     lines = [
-        "| config | slice | arguments | temporaries | total / HBM (GiB) | estimate (ratio) "
-        "| compiled / model FLOPs | all-gather / reduce-scatter / all-reduce / all-to-all "
-        "per step | compile (s) | peak RSS (GiB) | cost-model step (s), implied MFU |",
-        "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|",
+        "| config | slice | mesh (data x fsdp x tensor) | arguments | temporaries "
+        "| total / HBM (GiB) | compiled / model FLOPs | all-gather / reduce-scatter / "
+        "all-reduce / all-to-all per step | compile (s) | peak RSS (GiB) "
+        "| cost-model step (s), implied MFU |",
+        "|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for r in rows:
         c = r["collectives_per_step"]
@@ -83,9 +79,9 @@ def table(rows: list[dict]) -> list[str]:
             )
             cost = f"{r['cost_model_seconds']:.2f}, {mfu:.0%}"
         lines.append(
-            f"| {r['name']} | {r['topology']} | {r['argument_gib']:.2f} | {r['temp_gib']:.2f} "
-            f"| {r['total_gib']:.1f} / {r['hbm_gib']:g} ({r['total_gib'] / r['hbm_gib']:.0%}) "
-            f"| {r['estimate_gib']:.1f} ({r['estimate_gib'] / r['total_gib']:.2f}) "
+            f"| {r['name']} | {r['topology']} | {' x '.join(map(str, r['mesh'].values()))} "
+            f"| {r['argument_gib']:.2f} | {r['temp_gib']:.2f} "
+            f"| {r['total_gib']:.2f} / {r['hbm_gib']:g} ({r['total_gib'] / r['hbm_gib']:.0%}) "
             f"| {r['compiled_flops_per_step'] / r['model_flops_per_step']:.3f} "
             f"| {c['all-gather']} / {c['reduce-scatter']} / {c['all-reduce']} / "
             f"{c['all-to-all']} | {r['wall_seconds']:.0f} | {r['peak_rss_gib']:.1f} | {cost} |"
@@ -100,7 +96,7 @@ def main() -> None:
     rows = []
     for path in args.config:
         rows.append(measure(path))
-        print(table(rows)[-1], flush=True)
+        print(json.dumps(rows[-1]), flush=True)
     lines = [
         "## Real-size configs compiled for their TPU slices (configs/scaling)",
         "",
@@ -112,10 +108,10 @@ def main() -> None:
         "Memory per chip is the TPU compiler's own `memory_analysis()` of the trainer's step "
         "(arguments: parameters, AdamW moments, step and batch shards; outputs alias the "
         "donated state; temporaries: activations, gradients and everything else the step "
-        "holds at its peak); total = arguments + outputs - aliased + temporaries. Estimate: "
-        "`c2s plan` without `--compile` (shapes and shardings only), and its ratio to the "
-        "compiled total. FLOPs: dot and convolution FLOPs of the optimized program per chip "
-        "times chips, every loop body times its trip count, against the model FLOPs of "
+        "holds at its peak); total = arguments + outputs - aliased + temporaries. FLOPs: dot "
+        "and convolution FLOPs of the optimized program per chip times chips, every loop body "
+        "times its trip count, plus the splash kernels' own (the blocks their masks compute), "
+        "against the model FLOPs of "
         "`c2s_jax.train.flops` (3 x forward, no rematerialization; full remat adds one "
         "forward, 1.33x). Collectives: executions per step. Compile: wall seconds and peak "
         "resident memory of the whole `c2s plan --compile` process on this machine. "
@@ -124,6 +120,7 @@ def main() -> None:
         "2- and 4-layer compiles of one microbatch (`c2s plan --compile --cost-model`); its "
         "implied MFU = model FLOPs / (chips x bf16 peak x that time).",
     ]
+    print("\n".join(table(rows)))
     update_section("tpu_compile", "\n".join(lines))
 
 

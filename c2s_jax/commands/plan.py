@@ -1,8 +1,9 @@
-"""`c2s plan`: what a step of an experiment needs per chip, before anything runs.
+"""`c2s plan --compile`: what a step of an experiment needs per chip, before anything runs.
 
-`--compile` is the truth: the trainer's (GRPO's, the sampler's) own step compiled by the TPU
-compiler for the slice the config names (or --topology), on this machine. Without it, a
-quick estimate from shapes and shardings.
+The trainer's (GRPO's, the sampler's) own step compiled by the TPU compiler for the slice the
+config names (or --topology), on this machine, with no TPU attached: the compiler's own
+memory analysis, compiled FLOPs and collectives. Compiling is what `c2s plan` does; the
+`--compile` flag spells it out in scripts and launch notes.
 """
 
 import argparse
@@ -19,16 +20,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     plan = sub.add_parser(
         "plan",
         help="per-chip memory and FLOPs of an experiment's step on a TPU slice, before launch",
-        description="With --compile: builds the step (training, GRPO update or sampler) "
-        "over abstract arrays, compiles it with the TPU compiler for the slice in "
-        "config.target (or --topology), and reports the compiler's per-chip memory against "
-        "HBM, compiled vs model FLOPs and the collectives; exits 1 when it does not fit. "
-        "Needs libtpu (pip install 'libtpu==0.0.42.*'), not a TPU. Without --compile: a "
-        "quick estimate on a mesh of --devices devices.",
+        description="Builds the step (training, GRPO update or sampler) over abstract "
+        "arrays, compiles it with the TPU compiler for the slice in config.target (or "
+        "--topology), and reports the compiler's per-chip memory against HBM, compiled vs "
+        "model FLOPs and the collectives; exits 1 when it does not fit. Needs libtpu "
+        "(pip install 'libtpu==0.0.42.*'), not a TPU.",
     )
     plan.add_argument("--config", required=True, help="experiment file with get_config()")
     plan.add_argument(
-        "--compile", action="store_true", help="compile the step with the TPU compiler"
+        "--compile",
+        action="store_true",
+        help="compile the step with the TPU compiler (what plan does; optional)",
     )
     plan.add_argument(
         "--topology",
@@ -66,27 +68,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "of a few layers; an estimate, not a measurement)",
     )
     plan.add_argument("--json", action="store_true", help="print one JSON object")
-    plan.add_argument(
-        "--devices",
-        type=int,
-        default=None,
-        help="without --compile: devices of the target mesh (default config.target.devices, "
-        "else the devices here)",
-    )
     plan.set_defaults(run=_run_plan, takes_overrides=True)
 
 
 def _run_plan(args: argparse.Namespace) -> int:
     from c2s_jax.config_loading import load_config
+    from c2s_jax.train.compiled_plan import plan_compiled
 
     cfg = load_config(args.config, args.overrides)
-    if args.compile:
-        return _compiled(args, cfg)
-    return _estimate(args, cfg)
-
-
-def _compiled(args: argparse.Namespace, cfg) -> int:
-    from c2s_jax.train.compiled_plan import plan_compiled
 
     is_grpo = "grpo" in cfg
     step = args.step or ("grpo" if is_grpo else "train")
@@ -129,20 +118,3 @@ def _compiled(args: argparse.Namespace, cfg) -> int:
         file=sys.stderr,
     )
     return DOES_NOT_FIT
-
-
-def _estimate(args: argparse.Namespace, cfg) -> int:
-    import jax
-
-    from c2s_jax import parallel
-    from c2s_jax.train.memory_plan import plan_memory
-
-    target = cfg.get("target")
-    devices = args.devices or (target.devices if target is not None else jax.device_count())
-    shape = parallel.mesh_shape(dict(cfg.mesh), devices)
-    plan = plan_memory(cfg, dict(zip(parallel.MESH_AXES, shape, strict=True)))
-    if args.json:
-        print(json.dumps({"bytes_per_device": plan.total, "devices": devices}))
-    else:
-        print(plan.table())
-    return 0

@@ -44,8 +44,9 @@ class CompiledPlan:
       hbm_gib: HBM of one chip.
       argument_gib, output_gib, alias_gib, temp_gib: the compiler's memory analysis
         (aliased: outputs that reuse donated arguments' buffers).
-      resident_gib: arrays held beside the step that it does not take (GRPO's frozen copy
-        of the starting policy for the KL penalty).
+      resident_gib: arrays held beside the step that it does not take (GRPO: the frozen
+        copy of the starting policy for the KL penalty, and the sampler's copy of the
+        weights in the decoding layout).
       compiled_flops_per_step: matmul FLOPs of the compiled program, loop bodies times their
         trip counts, summed over devices; Pallas kernels (splash attention) count the FLOPs
         of the blocks their masks compute.
@@ -207,12 +208,18 @@ def lower_train_step(cfg: ml_collections.ConfigDict, mesh) -> Program:
 def lower_grpo_step(cfg: ml_collections.ConfigDict, mesh, model_cfg, prompt_tokens: int) -> Program:
     """The GRPO update of `cfg` for a model of `model_cfg` on `mesh`, over rows of
     `prompt_tokens` prompt tokens plus `config.sampling.max_new_tokens`, as GRPO pads them;
-    a full-parameter policy's frozen reference copy is held beside it."""
+    a full-parameter policy's frozen reference copy and the sampler's weights are held
+    beside it."""
     from c2s_jax.rl.grpo import settings_from_config
     from c2s_jax.rl.step import ROW_KEYS, batch_shardings, make_update_step
     from c2s_jax.sample import PROMPT_BUCKET
     from c2s_jax.train.optimizer import optimizer_for
-    from c2s_jax.train.state import abstract_train_state, state_shardings
+    from c2s_jax.train.state import (
+        abstract_train_state,
+        param_shardings,
+        state_shardings,
+        with_shardings,
+    )
 
     rules = tuple(tuple(r) for r in cfg.rules)
     settings = settings_from_config(cfg)
@@ -243,8 +250,15 @@ def lower_grpo_step(cfg: ml_collections.ConfigDict, mesh, model_cfg, prompt_toke
             (rows, length), jnp.float32, sharding=rows_sharding["tokens"]
         )
     arguments = (state, batch, parts.frozen, None, reference)
-    # A full-parameter policy keeps a frozen copy of its starting weights for the KL term.
+    # A full-parameter policy keeps a frozen copy of its starting weights for the KL term,
+    # and the sampler keeps the weights (adapters and base) in the decoding layout.
     resident = per_device_bytes(params) if settings.objective.beta > 0 and not cfg.lora.rank else 0
+    decoding = parallel.decode_rules(rules)
+    for tree in (params, parts.frozen):
+        if tree is not None:
+            resident += per_device_bytes(
+                with_shardings(tree, param_shardings(tree, mesh, decoding))
+            )
     model_flops = train_flops_per_token(model_cfg, length) * rows * length
     return Program(update.lower(*arguments), arguments, model_flops, resident)
 

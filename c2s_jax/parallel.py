@@ -176,7 +176,8 @@ def topology_devices(topology: str, slices: int = 1) -> list:
             raise
         raise InputError(
             "another process holds the TPU compiler (libtpu takes /tmp/libtpu_lockfile; one "
-            "process at a time): wait for it to end, then run this again"
+            "process at a time): wait for it to end, then run this again; on a machine with "
+            "no TPU attached, ALLOW_MULTIPLE_LIBTPU_LOAD=1 lets compiles run side by side"
         ) from None
     return list(description.devices)
 

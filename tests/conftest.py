@@ -28,9 +28,12 @@ def pytest_configure(config):
     """Sets the suite's XLA flags before any test starts XLA; the subprocesses that tests
     start inherit them (see tests/virtual_devices.py). Tests run on the CPU: with the TPU
     compiler (libtpu) installed, JAX would first try to start a TPU that is not there;
-    compiling for a TPU topology works all the same."""
+    compiling for a TPU topology works all the same. The suite runs in parallel worker
+    processes (pytest-xdist, `-n` in pyproject.toml), and libtpu admits one process at a
+    time unless told that several only compile."""
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {SUITE_XLA_FLAGS}".strip()
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
 
 
 @pytest.fixture(scope="session")

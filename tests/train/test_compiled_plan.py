@@ -1,5 +1,8 @@
 """`c2s plan --compile`: train, GRPO and decode steps of tiny models compiled by the TPU
-compiler for a 4-chip v5e slice (no TPU attached), and what the command makes of them."""
+compiler for a 4-chip v5e slice (no TPU attached), and what the command makes of them.
+
+Compiles of ten seconds and more are marked slow and run in CI's TPU-compile step
+(`pytest -m tpu_compile`)."""
 
 import json
 import sys
@@ -49,6 +52,8 @@ def test_a_tiny_train_step_compiles_for_a_v5e_slice(model, trips):
     assert plan.cost_model_seconds is None
 
 
+@pytest.mark.slow
+@pytest.mark.tpu_compile
 def test_the_cost_model_step_time_is_extrapolated_in_depth():
     cfg = load_config(TINY, [*FSDP, "model.overrides={'num_layers': 6}"])
     # XLA's cost model gives no positive time on v5e: a v5p slice of 4 chips.
@@ -62,6 +67,8 @@ def test_the_cost_model_step_time_is_extrapolated_in_depth():
     assert scanned.cost_model_seconds == pytest.approx(unrolled.cost_model_seconds, rel=0.25)
 
 
+@pytest.mark.slow
+@pytest.mark.tpu_compile
 def test_a_grpo_update_compiles_for_a_v5e_slice(tmp_path):
     config = get_config("gemma2_tiny", dtype="float32", num_layers=4)
     model = build_model(config, rngs=nnx.Rngs(0))
@@ -91,6 +98,8 @@ def test_a_decode_program_compiles_for_a_v5e_slice():
     assert plan.collectives_in_loops["all-reduce"] > 0
 
 
+@pytest.mark.slow
+@pytest.mark.tpu_compile
 def test_splash_attention_kernels_count_the_blocks_they_compute():
     # 1,024 tokens in 512-token blocks: a causal layer computes 3 of 4 blocks per head, and
     # a 256-token window the same 3 (diagonal blocks, and the one below each).
@@ -106,6 +115,8 @@ def test_splash_attention_kernels_count_the_blocks_they_compute():
     assert plan.compiled_flops_per_step > plan.kernel_flops_per_step
 
 
+@pytest.mark.slow
+@pytest.mark.tpu_compile
 def test_the_command_prints_json_and_fails_a_step_that_does_not_fit(capsys):
     argv = ["plan", "--config", str(TINY), "--compile", "--topology", SLICE, "--json"]
     assert main([*argv, *(f"--config.{o}" for o in FSDP)]) == 0
@@ -133,6 +144,8 @@ def test_the_command_prints_json_and_fails_a_step_that_does_not_fit(capsys):
     assert "more than 16 GiB x 95%" in captured.err
 
 
+@pytest.mark.slow
+@pytest.mark.tpu_compile
 def test_two_slices_compile_with_data_parallelism_between_them():
     cfg = load_config(TINY, ["mesh.data=1", "mesh.fsdp=-1", "dcn_data=2"])
     plan = plan_compiled(cfg, topology=SLICE, slices=2)

@@ -19,7 +19,6 @@ the dense layers, attention and the embedding left out).
 
 import dataclasses
 import itertools
-import json
 import math
 import os
 import warnings
@@ -33,13 +32,16 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from c2s_jax.errors import InputError
+from c2s_jax.json_lines import read_json_lines
 
 HUBER_DELTA = 1e-3
 # Names in the order of the internal parameter vector [log E, log A, alpha, log B, beta];
 # a one-variable fit uses the first three.
 PARAM_NAMES = ("E", "A", "alpha", "B", "beta")
 _LOG_SCALED = ("E", "A", "B")
-NUMERIC_FIELDS = ("n_params", "n_params_total", "tokens", "flops", "loss")
+# What the fit reads from each point; the rest has defaults (see read_results).
+REQUIRED_FIELDS = ("n_params", "tokens", "loss")
+OPTIONAL_FIELDS = ("n_params_total", "flops")
 # Grid of starts (Hoffmann et al. use the same ranges for log A, log B and the exponents);
 # E is placed as fractions of the smallest observed loss so that any loss scale is covered.
 _E_FRACTIONS = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -58,13 +60,13 @@ class ScalingPoint:
     """One trained model of a sweep (a line of `results.jsonl`).
 
     Attributes:
-      name: run name.
+      name: run name ("line K" when the line has none).
       n_params: non-embedding parameters (the N of the fit).
-      n_params_total: all parameters, embeddings included.
+      n_params_total: all parameters, embeddings included (N when the line has none).
       tokens: training tokens (the D of the fit).
-      flops: training FLOPs of the run.
+      flops: training FLOPs of the run (6 N D when the line has none).
       loss: final eval loss, nats per token.
-      task_loss: final eval loss per task.
+      task_loss: final eval loss per task (may be empty).
       source: "FILE, line K", for messages.
     """
 
@@ -79,29 +81,28 @@ class ScalingPoint:
 
 
 def read_results(path: str | os.PathLike) -> list[ScalingPoint]:
-    """Reads a sweep's `results.jsonl` (one JSON object per line).
+    """Reads the points of a results file: one JSON object per line, as a sweep writes
+    (`results.jsonl`) or as typed by hand from a paper's table.
 
-    A last line that is not valid JSON (a sweep still writing) is skipped with a warning
-    naming it; blank lines are ignored.
+    Each object needs `n_params`, `tokens` and `loss`; `name` (default "line K"),
+    `n_params_total` (default: `n_params`), `flops` (default: 6 x n_params x tokens, the
+    fit's own assumption) and `task_loss` (default: none) are read when present, and other
+    fields (a sweep's `config`, `axes`, ...) are ignored. Lines are read by the rule of
+    :mod:`c2s_jax.json_lines`: a cut-short last line (a sweep still writing) is skipped
+    with a warning naming it.
 
     Raises:
-      InputError: the file is missing or empty, an earlier line is not JSON, or a field is
-        missing or not a finite positive number (named with file and line).
+      InputError: the file is missing, not UTF-8 or holds no point, an earlier line is not
+        JSON, or a field is missing or not a finite positive number (named with file and
+        line).
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such results file (a sweep writes results.jsonl)")
-    lines = [(i, text) for i, text in enumerate(path.read_text().splitlines(), 1) if text.strip()]
-    points = []
-    for position, (number, text) in enumerate(lines):
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as err:
-            if position == len(lines) - 1:
-                warnings.warn(f"{path}, line {number}: incomplete last line skipped", stacklevel=2)
-                break
-            raise InputError(f"{path}, line {number}: not a JSON object ({err.msg})") from None
-        points.append(_point(record, f"{path}, line {number}"))
+    lines = read_json_lines(path)
+    if lines.cut_short is not None:
+        warnings.warn(f"{path}, line {lines.cut_short}: incomplete last line skipped", stacklevel=2)
+    points = [_point(record, f"{path}, line {number}") for number, record in lines.records]
     if not points:
         raise InputError(f"{path}: holds no results")
     return points
@@ -110,23 +111,27 @@ def read_results(path: str | os.PathLike) -> list[ScalingPoint]:
 def _point(record, source: str) -> ScalingPoint:
     if not isinstance(record, dict):
         raise InputError(f"{source}: expected a JSON object, got {type(record).__name__}")
-    for field in ("name", *NUMERIC_FIELDS, "task_loss", "config"):
+    for field in REQUIRED_FIELDS:
         if field not in record:
             raise InputError(f"{source}: field '{field}' is missing")
-    if not isinstance(record["name"], str):
+    name = record.get("name", source.rpartition(", ")[2])
+    if not isinstance(name, str):
         raise InputError(f"{source}: field 'name' must be a string")
     values = {
-        field: _positive(record[field], f"{source}: field '{field}'") for field in NUMERIC_FIELDS
+        field: _positive(record[field], f"{source}: field '{field}'")
+        for field in (*REQUIRED_FIELDS, *OPTIONAL_FIELDS)
+        if field in record
     }
-    if not isinstance(record["task_loss"], dict):
+    values.setdefault("n_params_total", values["n_params"])
+    values.setdefault("flops", 6.0 * values["n_params"] * values["tokens"])
+    task_losses = record.get("task_loss", {})
+    if not isinstance(task_losses, dict):
         raise InputError(f"{source}: field 'task_loss' must be an object of task: loss")
     task_loss = {
         str(task): _positive(value, f"{source}: field 'task_loss.{task}'")
-        for task, value in record["task_loss"].items()
+        for task, value in task_losses.items()
     }
-    if not isinstance(record["config"], dict):
-        raise InputError(f"{source}: field 'config' must be an object")
-    return ScalingPoint(name=record["name"], task_loss=task_loss, source=source, **values)
+    return ScalingPoint(name=name, task_loss=task_loss, source=source, **values)
 
 
 def _positive(value, where: str) -> float:

@@ -24,7 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "log L (Hoffmann et al. 2022), with bootstrap confidence intervals. Prints a table, "
         "or one JSON object with --json.",
     )
-    fit.add_argument("results", help="a sweep's results.jsonl")
+    fit.add_argument(
+        "results",
+        help="a sweep's results.jsonl, or any file of JSON lines with n_params, tokens, loss",
+    )
     fit.add_argument("--json", action="store_true", help="print one JSON object, nothing else")
     fit.add_argument(
         "--two-variable", action="store_true", help="fit L(N, D) over parameters and tokens"

@@ -18,6 +18,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from c2s_jax.json_lines import append_json_line
 from c2s_jax.sweeps import results
 from c2s_jax.sweeps.spec import Member, Sweep
 
@@ -94,7 +95,7 @@ def run_local(sweep: Sweep, out: Path, dry_run: bool = False, in_process: bool =
         elif result is None:
             result = _train(sweep, member, workdir, out / "logs" / f"{member.name}.log")
         record = results.member_record(member.name, member.labels, cfg, result, str(workdir))
-        results.append_result(results_path, record)
+        append_json_line(results_path, record)
         tqdm.write(
             f"{member.name}: eval loss {record['loss']:.4f}, {record['n_params']:,} "
             f"non-embedding params, {record['tokens']:,} tokens"

@@ -16,10 +16,10 @@ Each record holds
     config          the member's full training config
 
 Lines are appended whole and fsync'ed, so a crash leaves at most one partial last line,
-which readers ignore and the next run removes before it appends.
+which readers ignore and the next run removes before it appends (c2s_jax/json_lines.py,
+the rule `c2s scaling fit` reads by too).
 """
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ import jax
 import ml_collections
 from flax import nnx
 
-from c2s_jax.errors import InputError
+from c2s_jax.json_lines import drop_cut_short_line, read_json_lines
 from c2s_jax.models.registry import ModelConfig, abstract_model, count_params
 from c2s_jax.train.flops import train_flops_per_token
 from c2s_jax.train.state import model_config
@@ -81,58 +81,19 @@ def member_record(
 
 
 def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The complete records of a results file ([] if it does not exist).
-
-    A last line without its newline is a write cut short and is ignored.
+    """The complete records of a results file ([] if it does not exist), by the rule of
+    :mod:`c2s_jax.json_lines` (a cut-short last line is ignored).
 
     Raises:
       InputError: a complete line that is not JSON (the file was edited or corrupted).
     """
-    path = Path(path)
-    if not path.exists():
+    if not Path(path).exists():
         return []
-    lines = path.read_text(encoding="utf-8").split("\n")
-    records = []
-    for number, line in enumerate(lines[:-1], start=1):  # lines[-1] is '' or partial
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            raise InputError(
-                f"{path}:{number}: not a JSON record ({err.msg}); remove the line to rerun "
-                "that member"
-            ) from None
-    return records
-
-
-def drop_partial_line(path: str | os.PathLike) -> None:
-    """Truncates a trailing partial line left by an interrupted append."""
-    path = Path(path)
-    if not path.exists():
-        return
-    data = path.read_bytes()
-    keep = data.rfind(b"\n") + 1
-    if keep < len(data):
-        with path.open("r+b") as f:
-            f.truncate(keep)
-            f.flush()
-            os.fsync(f.fileno())
+    return [record for _, record in read_json_lines(path).records]
 
 
 def recorded_names(path: str | os.PathLike, repair: bool) -> set[str]:
     """Names of the members recorded in `path`; with `repair`, first drops a partial line."""
     if repair:
-        drop_partial_line(path)
+        drop_cut_short_line(path)
     return {record["name"] for record in read_results(path)}
-
-
-def append_result(path: str | os.PathLike, record: dict[str, Any]) -> None:
-    """Appends `record` as one line, flushed and fsync'ed before returning."""
-    line = json.dumps(record, sort_keys=True) + "\n"
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as f:
-        f.write(line)
-        f.flush()
-        os.fsync(f.fileno())

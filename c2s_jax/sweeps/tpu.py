@@ -17,6 +17,7 @@ from typing import Any
 
 import c2s_jax
 from c2s_jax.errors import InputError
+from c2s_jax.json_lines import append_json_line
 from c2s_jax.sweeps import results
 from c2s_jax.sweeps.local import MemberFailedError
 from c2s_jax.sweeps.spec import Member, Sweep
@@ -114,7 +115,7 @@ def run_tpu(
         record = results.member_record(
             member.name, member.labels, sweep.member_config(member), result, workdir
         )
-        results.append_result(results_path, record)
+        append_json_line(results_path, record)
         print(f"{member.name}: eval loss {record['loss']:.4f}", file=sys.stderr)
 
 

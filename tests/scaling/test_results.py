@@ -65,10 +65,22 @@ def test_a_bad_field_names_file_line_and_field(tmp_path, change, message):
 
 def test_a_missing_field_is_named(tmp_path):
     records = _records()
-    del records[0]["n_params_total"]
+    del records[0]["tokens"]
     path = write_results(tmp_path / "results.jsonl", records)
-    with pytest.raises(InputError, match=r"line 1: field 'n_params_total' is missing"):
+    with pytest.raises(InputError, match=r"line 1: field 'tokens' is missing"):
         scaling.read_results(path)
+
+
+def test_points_typed_from_a_table_need_only_what_the_fit_reads(tmp_path):
+    path = tmp_path / "paper.jsonl"
+    path.write_text(
+        '{"n_params": 1e7, "tokens": 2e9, "loss": 3.1}\n'
+        '{"n_params": 1e8, "tokens": 2e9, "loss": 2.8, "name": "100M"}'  # no final newline
+    )
+    first, second = scaling.read_results(path)
+    assert (first.name, second.name) == ("line 1", "100M")
+    assert first.n_params_total == 1e7 and first.flops == 6 * 1e7 * 2e9
+    assert first.task_loss == {} and second.loss == 2.8
 
 
 def test_a_task_that_a_point_lacks_is_named_with_the_tasks_it_has(tmp_path):

@@ -11,6 +11,7 @@ import jax
 import pytest
 
 from c2s_jax.cli import main
+from c2s_jax.json_lines import append_json_line
 from c2s_jax.sweeps import local, results
 from c2s_jax.sweeps.local import run_local
 from c2s_jax.sweeps.spec import load_sweep
@@ -43,7 +44,7 @@ def finished(tmp_path_factory):
         train(interrupted, out / "seed-1")
     finally:
         jax.config.update("jax_disable_most_optimizations", previous)
-    results.append_result(out / "results.jsonl", EARLIER)
+    append_json_line(out / "results.jsonl", EARLIER)
     with (out / "results.jsonl").open("a") as f:
         f.write('{"name": "seed-1", "lo')
     with pytest.MonkeyPatch.context() as patch:

@@ -174,8 +174,3 @@ class CorpusLoader:
     def set_state(self, state: dict) -> None:
         """Continues with exactly the batch that followed when `state` was taken."""
         self._iterator.set_state(state)
-
-
-def single_device_mesh() -> Mesh:
-    """A 1-device mesh with a 'data' axis (for CPU runs and tests)."""
-    return Mesh(np.array(jax.devices()[:1]), ("data",))

@@ -246,27 +246,3 @@ def mean_expression_correlation(
             "use the same genes in the same order"
         )
     return pearson(means[0], means[1])
-
-
-def real_vs_real_split(
-    x: np.ndarray | sp.spmatrix | Sequence, seed: int
-) -> tuple[np.ndarray | sp.spmatrix, np.ndarray | sp.spmatrix]:
-    """Two disjoint random halves of the rows of x, for the real-vs-real noise floor.
-
-    Compare a real half with the other real half using any metric here to see what value
-    a perfect generator would get at this sample size. The split depends only on len(x)
-    and the seed, so splitting the labels with the same seed keeps them aligned.
-
-    Args:
-      x: [n, ...] numpy array, scipy sparse matrix or sequence (e.g. labels), n >= 2.
-      seed: seeds the permutation.
-
-    Returns:
-      (first, second): floor(n / 2) rows and the remaining ceil(n / 2) rows.
-    """
-    rows = x if sp.issparse(x) else np.asarray(x)
-    n = rows.shape[0]
-    if n < 2:
-        raise InputError(f"x: needs at least 2 rows to split, got {n}")
-    order = np.random.default_rng(seed).permutation(n)
-    return rows[order[: n // 2]], rows[order[n // 2 :]]

@@ -6,7 +6,6 @@ provide `name` and `__call__` to be used in its place.
 """
 
 import dataclasses
-from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -22,20 +21,6 @@ class Embedder(Protocol):
     name: str
 
     def __call__(self, expression: np.ndarray) -> np.ndarray: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class _NamedFunction:
-    fn: Callable[[np.ndarray], np.ndarray]
-    name: str
-
-    def __call__(self, expression: np.ndarray) -> np.ndarray:
-        return np.asarray(self.fn(expression))
-
-
-def function_embedder(fn: Callable[[np.ndarray], np.ndarray], name: str) -> Embedder:
-    """Wraps a plain function [cells, genes] -> [cells, dims] as an embedder called `name`."""
-    return _NamedFunction(fn, name)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -111,13 +111,3 @@ def with_lora(model: Model, lora: LoRA) -> Model:
     differentiable with respect to ``lora``."""
     graphdef, _ = nnx.split(model)
     return nnx.merge(graphdef, _adapted_state(model, lora, 1.0))
-
-
-def merge(model: Model, lora: LoRA) -> None:
-    """Adds the adapters into ``model``'s weights in place."""
-    nnx.update(model, _adapted_state(model, lora, 1.0))
-
-
-def unmerge(model: Model, lora: LoRA) -> None:
-    """Subtracts the adapters from ``model``'s weights in place (inverse of :func:`merge`)."""
-    nnx.update(model, _adapted_state(model, lora, -1.0))

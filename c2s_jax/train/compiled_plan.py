@@ -185,9 +185,10 @@ def topology_mesh(
 def lower_train_step(cfg: ml_collections.ConfigDict, mesh) -> Program:
     """The train step of `cfg` on `mesh`: the trainer's own state, optimizer and step over
     abstract arrays."""
+    from c2s_jax.data.packing import BATCH_KEYS
     from c2s_jax.train.optimizer import optimizer_for
     from c2s_jax.train.state import create_train_state
-    from c2s_jax.train.step import BATCH_KEYS, LossConfig, make_train_step
+    from c2s_jax.train.step import LossConfig, make_train_step
 
     rules = tuple(tuple(r) for r in cfg.rules)
     tx, schedule = optimizer_for(cfg.optimizer, cfg.train.steps)

@@ -11,8 +11,8 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding
 
+from c2s_jax.data.packing import BATCH_KEYS
 from c2s_jax.errors import InputError
-from c2s_jax.train.step import BATCH_KEYS
 from c2s_jax.train.synthetic_data import SyntheticBatches
 
 

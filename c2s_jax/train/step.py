@@ -15,11 +15,10 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from c2s_jax import parallel
+from c2s_jax.data.packing import BATCH_KEYS
 from c2s_jax.train.loss import masked_loss
 from c2s_jax.train.microbatch import accumulate
 from c2s_jax.train.state import ModelParts, TrainState
-
-BATCH_KEYS = ("tokens", "targets", "loss_mask", "segment_ids", "positions", "task_id")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,10 +5,10 @@ import collections
 import jax
 import numpy as np
 import pytest
-from jax.sharding import PartitionSpec
+from jax.sharding import Mesh, PartitionSpec
 
 from c2s_jax.data.packing import BATCH_KEYS, pack_rows
-from c2s_jax.data.pipeline import CorpusLoader, LoaderOptions, host_batches, single_device_mesh
+from c2s_jax.data.pipeline import CorpusLoader, LoaderOptions, host_batches
 from c2s_jax.data.records import data_source, read_metadata
 from tests.data.corpus_helpers import pbmc_corpus
 
@@ -106,7 +106,7 @@ def test_tasks_appear_in_batches_in_proportion_to_their_weights():
 
 def test_loader_places_global_arrays_on_the_mesh_and_restores():
     corpus = pbmc_corpus()
-    mesh = single_device_mesh()
+    mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
     loader = CorpusLoader(corpus, "train", OPTIONS, mesh, PartitionSpec("data"))
     first = next(loader)
     assert isinstance(first["tokens"], jax.Array) and first["tokens"].shape == (4, 2048)

@@ -15,7 +15,6 @@ from c2s_jax.evaluate.distribution import (
     mean_expression_correlation,
     median_pairwise_distance,
     mmd_rbf,
-    real_vs_real_split,
     valid_gene_fraction,
 )
 
@@ -104,21 +103,6 @@ def test_mean_expression_correlation_matches_scipy():
     assert np.isnan(mean_expression_correlation(real, np.ones((5, 30))))
     with pytest.raises(InputError, match=r"generated: has 29 genes but real has 30"):
         mean_expression_correlation(real, generated[:, 1:])
-
-
-def test_real_vs_real_split_is_seeded_disjoint_and_keeps_labels_aligned():
-    x = np.arange(11)[:, None] * np.ones((1, 3))
-    labels = np.array([f"cell{i}" for i in range(11)])
-    first, second = real_vs_real_split(x, seed=5)
-    first_labels, second_labels = real_vs_real_split(labels, seed=5)
-    assert (len(first), len(second)) == (5, 6)
-    assert sorted(np.concatenate([first[:, 0], second[:, 0]])) == list(range(11))
-    assert [f"cell{int(v)}" for v in first[:, 0]] == list(first_labels)
-    assert [f"cell{int(v)}" for v in second[:, 0]] == list(second_labels)
-    np.testing.assert_array_equal(real_vs_real_split(x, seed=5)[0], first)
-    assert not np.array_equal(real_vs_real_split(x, seed=6)[0], first)
-    sparse_first, _ = real_vs_real_split(sp.csr_matrix(x), seed=5)
-    np.testing.assert_array_equal(sparse_first.toarray(), first)
 
 
 def test_bad_input_names_the_argument():

@@ -14,9 +14,10 @@ import optax
 
 from c2s_jax import parallel
 from c2s_jax.config_loading import load_config
+from c2s_jax.data.packing import BATCH_KEYS
 from c2s_jax.train.optimizer import optimizer_for
 from c2s_jax.train.state import create_train_state
-from c2s_jax.train.step import BATCH_KEYS, LossConfig, make_train_step
+from c2s_jax.train.step import LossConfig, make_train_step
 from tests.train.conftest import TINY
 
 # An unusual batch shape, so that a buffer holding the whole batch is easy to spot in HLO.

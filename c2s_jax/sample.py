@@ -126,38 +126,10 @@ def _choose(logits_BV, allowed_BV, greedy: bool, knobs, key):
     return jax.random.categorical(key, filtered_BV, axis=-1).astype(jnp.int32)
 
 
-def _generate(
-    params,
-    frozen,
-    prompt_BT,
-    prompt_lengths_B,
-    max_new_B,
-    constrained_B,
-    knobs,
-    key,
-    tables: ConstraintTables | None,
-    *,
-    parts: ModelParts,
-    mesh: Mesh | None,
-    rules: parallel.Rules,
-    greedy: bool,
-    max_new: int,
-):
+def _generate(*args, mesh: Mesh | None, rules: parallel.Rules, **kwargs):
+    """:func:`_decode` with its activations laid out by `rules` on `mesh`."""
     with parallel.activation_sharding(mesh, rules):
-        return _decode(
-            params,
-            frozen,
-            prompt_BT,
-            prompt_lengths_B,
-            max_new_B,
-            constrained_B,
-            knobs,
-            key,
-            tables,
-            parts=parts,
-            greedy=greedy,
-            max_new=max_new,
-        )
+        return _decode(*args, **kwargs)
 
 
 def _decode(

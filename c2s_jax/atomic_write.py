@@ -28,6 +28,18 @@ def storage_path(path: str | os.PathLike) -> epath.Path:
     return epath.Path(os.path.abspath(path))
 
 
+def current_umask() -> int:
+    """The process's file-mode creation mask, read without changing it where Linux shows
+    it (setting and restoring it would briefly affect files other threads create)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yields a local temporary path; on success it becomes `path` in one step.
@@ -46,6 +58,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    # mkstemp makes the file private (0600); the finished file gets the mode any new file
+    # gets under the user's umask, so a shared results folder stays readable by its group.
+    os.fchmod(fd, 0o666 & ~current_umask())
     os.close(fd)
     tmp = Path(tmp_name)
     try:

@@ -187,13 +187,15 @@ def lower_train_step(cfg: ml_collections.ConfigDict, mesh) -> Program:
     abstract arrays."""
     from c2s_jax.data.packing import BATCH_KEYS
     from c2s_jax.train.optimizer import optimizer_for
+    from c2s_jax.train.settings_check import check_train_settings
     from c2s_jax.train.state import create_train_state
     from c2s_jax.train.step import LossConfig, make_train_step
 
     rules = tuple(tuple(r) for r in cfg.rules)
+    batch_sharding = parallel.batch_sharding(mesh, rules)
+    check_train_settings(cfg, batch_sharding)
     tx, schedule = optimizer_for(cfg.optimizer, cfg.train.steps)
     state, parts, shardings = create_train_state(cfg, tx, mesh, abstract=True)
-    batch_sharding = parallel.batch_sharding(mesh, rules)
     loss_cfg = LossConfig(cfg.data.num_tasks, cfg.train.z_loss_weight, cfg.train.microbatches)
     step = make_train_step(parts, tx, schedule, loss_cfg, shardings, batch_sharding, rules)
     rows, length = cfg.data.batch_size, cfg.data.seq_len

@@ -29,6 +29,7 @@ from c2s_jax.train.data import batch_sources, to_global
 from c2s_jax.train.flops import peak_flops, train_flops_per_token
 from c2s_jax.train.metrics import MetricWriter
 from c2s_jax.train.optimizer import optimizer_for
+from c2s_jax.train.settings_check import check_train_settings
 from c2s_jax.train.state import create_train_state
 from c2s_jax.train.step import LossConfig, make_eval_step, make_train_step
 
@@ -74,6 +75,11 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | os.PathLike) -> TrainRe
     A workdir that already holds a finished run of `cfg.train.steps` steps (its final
     checkpoint and `result.json`) is left as it is and its stored result returned.
     """
+    # Settings are checked before the workdir is touched: a bad value leaves nothing behind.
+    mesh = parallel.make_mesh(dict(cfg.mesh), cfg.dcn_data)
+    rules = tuple(tuple(r) for r in cfg.rules)
+    batch_sharding = parallel.batch_sharding(mesh, rules)
+    check_train_settings(cfg, batch_sharding)
     workdir_path = storage_path(workdir)
     workdir_path.mkdir(parents=True, exist_ok=True)
     is_chief = jax.process_index() == 0
@@ -90,11 +96,6 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | os.PathLike) -> TrainRe
             finished.step,
         )
         return finished
-
-    # ---------------------------------------------------------------- mesh
-    mesh = parallel.make_mesh(dict(cfg.mesh), cfg.dcn_data)
-    rules = tuple(tuple(r) for r in cfg.rules)
-    batch_sharding = parallel.batch_sharding(mesh, rules)
 
     # ---------------------------------------------------------------- model and optimizer
     tx, schedule = optimizer_for(cfg.optimizer, cfg.train.steps)

@@ -169,12 +169,14 @@ class ScalingFit:
         bootstrap).
       n_points: points fitted.
       objective: summed Huber loss at the optimum (in units of log loss).
+      no_intervals: why bootstrap intervals were asked for but are undefined, or None.
     """
 
     values: dict[str, float]
     samples: np.ndarray
     n_points: int
     objective: float
+    no_intervals: str | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -275,6 +277,17 @@ def fit_scaling_law(
     if tokens is not None:
         columns.append(np.asarray(tokens, float))
     check_fittable(*columns, where=where, variable=variable)
+    constants = 3 if tokens is None else 5
+    distinct = len({tuple(row) for row in np.stack(columns, axis=1).tolist()})
+    no_intervals = None
+    if bootstrap and distinct <= constants:
+        # Every resample that still determines the law holds each distinct point: the
+        # refits would all equal the fit, and zero-width intervals would claim certainty.
+        no_intervals = (
+            f"{distinct} distinct points for {constants} constants: every resample refits "
+            "the same law; add points for intervals"
+        )
+        bootstrap = 0
     log_x_PK, log_loss_P = np.log(np.stack(columns, axis=1)), np.log(np.asarray(loss, float))
     rng = np.random.default_rng(seed)
     samples = []
@@ -295,6 +308,7 @@ def fit_scaling_law(
         samples=np.array(samples).reshape(len(samples), len(theta)),
         n_points=len(log_loss_P),
         objective=objective,
+        no_intervals=no_intervals,
     )
 
 

@@ -82,6 +82,7 @@ def _run_fit(args: argparse.Namespace) -> None:
         "n_points": fit.n_points,
         "loss": f"task_loss.{args.task}" if args.task else "loss",
         "ci": _ci(fit),
+        "ci_undefined": fit.no_intervals,
         "bootstrap": args.bootstrap,
         "seed": args.seed,
         "huber_objective": fit.objective,
@@ -144,7 +145,7 @@ def _table(report: dict, path: str) -> str:
             f"{_LEVEL:.0%} intervals from {report['bootstrap']} bootstrap resamples "
             f"(seed {report['seed']})"
             if report["ci"]
-            else "no bootstrap (--bootstrap 0)"
+            else f"no intervals: {report['ci_undefined'] or 'no bootstrap (--bootstrap 0)'}"
         ),
         "",
         _rows(report, ("E", "A", "alpha", "B", "beta")),

@@ -70,6 +70,19 @@ def test_the_table_shows_constants_and_intervals(grid_results, capsys):
     assert out.count("[") == 3  # E, A, alpha with their intervals
 
 
+def test_as_many_points_as_constants_have_no_intervals_and_say_why(tmp_path, capsys):
+    # Three sizes, three constants: L(N) passes through every point, and every resample
+    # that still has three sizes is the data itself.
+    sizes = [1e6, 1e7, 1e8, 1e8]
+    records = [record(f"r{i}", n, 1e9, true_loss(n)) for i, n in enumerate(sizes)]
+    path = write_results(tmp_path / "results.jsonl", records)
+    report = _json(capsys, path, "--bootstrap", "20")
+    assert report["ci"] is None
+    assert report["ci_undefined"].startswith("3 distinct points for 3 constants")
+    assert main(["scaling", "fit", path, "--bootstrap", "20"]) == 0
+    assert "no intervals: 3 distinct points for 3 constants" in capsys.readouterr().out
+
+
 def test_a_partial_last_line_warns_and_the_fit_goes_on(tmp_path, capsys):
     records = [record(f"r{i}", n, 1e9, true_loss(n)) for i, n in enumerate([1e6, 1e7, 1e8, 1e9])]
     path = write_results(tmp_path / "results.jsonl", records, tail='{"name": "r4"')

@@ -72,6 +72,23 @@ def test_bad_input_is_one_line_and_exit_status_2(tmp_path, pbmc_file, capsys):
     assert "must be a .parquet" in capsys.readouterr().err
 
 
+def test_symbols_with_whitespace_are_refused_or_sanitized(pbmc_counts, tmp_path, capsys):
+    adata = pbmc_counts[:20].copy()
+    adata.var_names = [
+        f"{name[:2]} {name[2:]}" if i < 3 else name for i, name in enumerate(adata.var_names)
+    ]
+    path = tmp_path / "spaced.h5ad"
+    adata.write_h5ad(path)
+    out = tmp_path / "o.parquet"
+    assert main(["sentences", str(path), str(out), "--no-progress"]) == 2
+    assert "3 gene symbols hold whitespace" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["sentences", str(path), str(out), "--no-progress", "--sanitize-symbols"]) == 0
+    words = {w for s in pq.read_table(out).column("cell_sentence").to_pylist() for w in s.split()}
+    spaced = {f"{n[:2]}_{n[2:]}".upper() for n in pbmc_counts.var_names[:3]}
+    assert words & spaced  # the spaced symbols appear as single, underscored words
+
+
 def test_module_entry_point_runs():
     done = subprocess.run(
         [sys.executable, "-m", "c2s_jax", "sentences", "--help"],

@@ -38,6 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="symbols that collide after upper-casing: error (default), sum their "
         "columns, or keep the first",
     )
+    p.add_argument(
+        "--sanitize-symbols",
+        action="store_true",
+        help="replace whitespace inside gene symbols with '_' (default: an error listing them)",
+    )
     p.add_argument("--min-genes", type=int, default=0, help="drop cells with fewer genes")
     p.add_argument("--min-cells", type=int, default=0, help="drop genes seen in fewer cells")
     p.add_argument(
@@ -82,6 +87,7 @@ def _run_sentences(args: argparse.Namespace) -> None:
         raw=args.raw,
         gene_symbols_key=args.gene_symbols,
         duplicates=args.duplicates,
+        sanitize_symbols=args.sanitize_symbols,
         min_genes=args.min_genes,
         min_cells=args.min_cells,
         top_k=args.top_k,

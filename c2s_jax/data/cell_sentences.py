@@ -49,6 +49,7 @@ class SentenceOptions:
       raw: read `.raw.X` (and `.raw.var`) instead of X.
       gene_symbols_key: var column with gene symbols (e.g. when var_names are Ensembl IDs).
       duplicates: 'error' | 'sum' | 'first' for symbols that collide after upper-casing.
+      sanitize_symbols: replace whitespace inside gene symbols with '_' (else an error).
       min_genes: drop cells with fewer expressed genes (scanpy's filter_cells).
       min_cells: drop genes expressed in fewer cells (scanpy's filter_genes), counted over
         the cells that pass `min_genes`.
@@ -65,6 +66,7 @@ class SentenceOptions:
     raw: bool = False
     gene_symbols_key: str | None = None
     duplicates: DuplicatePolicy = "error"
+    sanitize_symbols: bool = False
     min_genes: int = 0
     min_cells: int = 0
     top_k: int | None = None
@@ -262,7 +264,9 @@ class SentenceStream:
                 stacklevel=2,
             )
         src.check_obs_columns(self.obs_keys)
-        symbols = gene_symbols(src.var, src.where, opts.gene_symbols_key, opts.duplicates)
+        symbols = gene_symbols(
+            src.var, src.where, opts.gene_symbols_key, opts.duplicates, opts.sanitize_symbols
+        )
         stats = SentenceStats(n_cells_in=src.n_cells, n_genes_in=src.n_genes)
         keep_gene = self._kept_genes(src, symbols)
         stats.n_genes_kept = int(keep_gene.sum())

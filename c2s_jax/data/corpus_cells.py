@@ -90,6 +90,7 @@ def load_dataset(spec: DatasetSpec, split_spec: SplitSpec, seed: int, neighbors:
         layer=spec.layer,
         raw=spec.raw,
         gene_symbols_key=spec.gene_symbols_key,
+        sanitize_symbols=spec.sanitize_symbols,
     )
     obs = sentences.obs
     fields = {}

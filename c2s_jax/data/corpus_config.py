@@ -36,7 +36,8 @@ class DatasetSpec:
       name: short unique name (recorded with every example as its source).
       path: .h5ad path, or 'embedded:pbmc68k' for the packaged demo data.
       weight: relative share of this dataset among those that can serve a task.
-      layer, raw, gene_symbols_key: which matrix and symbols to read (as `c2s sentences`).
+      layer, raw, gene_symbols_key: which matrix and symbols to read (as `c2s sentences`);
+        sanitize_symbols replaces whitespace inside symbols with '_' (else an error).
       cell_type_key, tissue_key, disease_key, organism_key: obs columns (None: absent).
       organism: a constant organism when no obs column holds it.
       perturbation_key: obs column naming each cell's perturbation; control_label marks
@@ -55,6 +56,7 @@ class DatasetSpec:
     layer: str | None = None
     raw: bool = False
     gene_symbols_key: str | None = None
+    sanitize_symbols: bool = False
     cell_type_key: str | None = "cell_type"
     tissue_key: str | None = None
     disease_key: str | None = None

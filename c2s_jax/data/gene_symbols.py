@@ -67,6 +67,7 @@ def gene_symbols(
     where: str,
     symbol_key: str | None = None,
     duplicates: DuplicatePolicy = "error",
+    sanitize: bool = False,
 ) -> GeneSymbols:
     """Builds the symbol mapping for a var table.
 
@@ -76,9 +77,13 @@ def gene_symbols(
       symbol_key: a var column holding gene symbols (e.g. when var_names are Ensembl IDs).
       duplicates: 'error' lists colliding symbols; 'sum' adds their columns (right for raw
         counts); 'first' keeps the first column of each symbol.
+      sanitize: replace whitespace inside a symbol with '_' instead of refusing it (a
+        sentence is split into words at whitespace, so such a symbol would become several).
     """
     if duplicates not in DUPLICATE_POLICIES:
         raise InputError(f"duplicates must be one of {DUPLICATE_POLICIES}, got {duplicates!r}")
+    if len(var) == 0:
+        raise InputError(f"{where}: has no genes (var is empty), so cells have no sentences")
     if symbol_key is not None:
         if symbol_key not in var.columns:
             raise InputError(
@@ -90,6 +95,18 @@ def gene_symbols(
         raw = pd.Series(var.index, index=var.index)
         _refuse_non_symbols(raw, var, where)
     names = raw.astype("string").str.strip().str.upper()
+    spaced = names.str.contains(r"\s", regex=True).fillna(False).to_numpy(dtype=bool)
+    if spaced.any() and sanitize:
+        names = names.str.replace(r"\s+", "_", regex=True)
+    elif spaced.any():
+        listed = ", ".join(repr(str(s)) for s in raw[spaced].head(_MAX_LISTED))
+        more = f" (and {spaced.sum() - _MAX_LISTED} more)" if spaced.sum() > _MAX_LISTED else ""
+        raise InputError(
+            f"{where}: {spaced.sum()} gene symbols hold whitespace, which would split each "
+            f"into several words of a sentence: {listed}{more}. Rename them, or replace the "
+            "whitespace with '_' (--sanitize-symbols; sanitize_symbols=True in a corpus "
+            "dataset)"
+        )
     missing = names.isna() | (names == "")
     if missing.all():
         raise InputError(f"{where}: no gene symbols found in var '{symbol_key or 'var_names'}'")

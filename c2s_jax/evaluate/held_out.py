@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from c2s_jax.data.corpus_cells import DatasetCells, load_dataset, open_dataset
 from c2s_jax.data.corpus_config import EMBEDDED_PBMC, corpus_spec
+from c2s_jax.data.gene_symbols import gene_symbols
 from c2s_jax.data.inverse import InverseFit, reconstruct
 from c2s_jax.data.splits import SPLIT_IDS
 from c2s_jax.errors import InputError
@@ -103,7 +104,9 @@ def _matrix(adata: anndata.AnnData, spec) -> sp.spmatrix:
 
 
 def _columns(adata: anndata.AnnData, spec, symbols: np.ndarray) -> np.ndarray:
+    """[S] the matrix column of each of the corpus's symbols, by the rule that made them."""
     var = adata.raw.var if spec.raw else adata.var
-    names = var[spec.gene_symbols_key] if spec.gene_symbols_key else var.index.to_series()
-    index = {str(s).upper(): i for i, s in enumerate(names)}
+    mapping = gene_symbols(var, spec.path, spec.gene_symbols_key, "first", spec.sanitize_symbols)
+    kept = np.flatnonzero(mapping.column_to_symbol >= 0)
+    index = dict(zip(mapping.symbols[mapping.column_to_symbol[kept]], kept, strict=True))
     return np.array([index[str(s)] for s in symbols], np.int64)

@@ -66,3 +66,18 @@ def test_vocabulary_follows_var_order():
     symbols = gene_symbols(pd.DataFrame(index=["b", "A", "c", "B"]), "t", duplicates="first")
     assert list(symbols.symbols) == ["B", "A", "C"]
     assert list(symbols.column_to_symbol) == [0, 1, 2, -1]
+
+
+def test_whitespace_inside_a_symbol_is_an_error_listing_them_or_becomes_underscores():
+    adata = _adata(["HLA DRA", "CD3E", "MT\tCO1", " GNLY "], [[4, 3, 2, 1]])
+    with pytest.raises(InputError, match=r"2 gene symbols hold whitespace.*'HLA DRA'.*sanitize"):
+        cell_sentences(adata)
+    # Leading and trailing whitespace is only trimmed.
+    cs = cell_sentences(adata, sanitize_symbols=True)
+    assert list(cs.genes(0)) == ["HLA_DRA", "CD3E", "MT_CO1", "GNLY"]
+    assert cs.sentences()[0].split() == ["HLA_DRA", "CD3E", "MT_CO1", "GNLY"]
+
+
+def test_a_matrix_without_genes_says_so():
+    with pytest.raises(InputError, match=r"data.h5ad: has no genes \(var is empty\)"):
+        gene_symbols(pd.DataFrame(index=pd.Index([], dtype=str)), "data.h5ad")

@@ -16,9 +16,13 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
+from c2s_jax.errors import InputError
+
 CONFIG_FILE = "config.json"
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
+# The dtypes model weights are stored in (bfloat16 through ml_dtypes).
+WEIGHT_DTYPES = ("float32", "bfloat16", "float16", "float64")
 # transformers refuses safetensors files whose metadata does not name a framework.
 _FILE_METADATA = {"format": "pt"}
 
@@ -64,8 +68,20 @@ class CheckpointReader:
         return tuple(self._handle(name).get_slice(name).get_shape())
 
     def read(self, name: str) -> np.ndarray:
-        """Tensor ``name`` as a numpy array in its stored dtype."""
-        return self._handle(name).get_tensor(name)
+        """Tensor ``name`` as a numpy array in its stored dtype.
+
+        Raises:
+          InputError: the tensor is not floating point (a model weight never is integer or
+            boolean; casting one would load a model that silently computes nonsense).
+        """
+        array = self._handle(name).get_tensor(name)
+        if array.dtype.name not in WEIGHT_DTYPES:
+            raise InputError(
+                f"{self.path / self._file_of[name]}: tensor '{name}' is stored as "
+                f"{array.dtype.name}, not as a floating-point weight ({', '.join(WEIGHT_DTYPES)})"
+                "; this is not the checkpoint of a model, or it was written wrongly"
+            )
+        return array
 
 
 def write_checkpoint(

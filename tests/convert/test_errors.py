@@ -10,6 +10,7 @@ from safetensors.numpy import load_file, save_file
 
 from c2s_jax.convert import CheckpointError, load_hf
 from c2s_jax.convert.safetensors_io import INDEX_FILE, SINGLE_FILE
+from c2s_jax.errors import InputError
 from tests.convert import hf_reference as ref
 
 
@@ -59,6 +60,17 @@ def test_wrong_shape(gemma_dir, tmp_path):
     with pytest.raises(
         CheckpointError, match=re.escape(f"{name} has shape (48, 79), expected (48, 80)")
     ):
+        load_hf(bad)
+
+
+def test_an_integer_weight_is_refused_not_cast(gemma_dir, tmp_path):
+    name = "model.layers.0.mlp.up_proj.weight"
+
+    def to_int(t):
+        t[name] = t[name].astype(np.int32)
+
+    bad = edited_copy(gemma_dir, tmp_path / "c", edit_tensors=to_int)
+    with pytest.raises(InputError, match=rf"tensor '{re.escape(name)}' is stored as int32, not"):
         load_hf(bad)
 
 

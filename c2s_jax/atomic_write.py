@@ -7,8 +7,10 @@ write.
 """
 
 import contextlib
+import glob
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +28,49 @@ def storage_path(path: str | os.PathLike) -> epath.Path:
     if is_remote(path):
         return epath.Path(path)
     return epath.Path(os.path.abspath(path))
+
+
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def temporary_prefix(target: Path) -> str:
+    """How temporaries of `target` start: hidden, beside it, naming this host and process
+    (``.NAME.HOST.PID.``), so a later run can tell the leftovers of a killed one."""
+    return f".{target.name}.{socket.gethostname()}.{os.getpid()}."
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Removes the temporaries of `target` (files or folders) that processes of this host
+    left when they were killed; those of live processes and of other hosts stay.
+
+    Returns:
+      The paths removed.
+    """
+    host = socket.gethostname()
+    start = f".{target.name}."
+    removed = []
+    for candidate in target.parent.glob(f"{glob.escape(start)}*{TEMPORARY_SUFFIX}"):
+        fields = candidate.name[len(start) : -len(TEMPORARY_SUFFIX)].rsplit(".", 2)
+        if len(fields) != 3 or fields[0] != host or not fields[1].isdigit():
+            continue
+        if _alive(int(fields[1])):
+            continue
+        if candidate.is_dir():
+            shutil.rmtree(candidate, ignore_errors=True)
+        else:
+            candidate.unlink(missing_ok=True)
+        removed.append(candidate)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def current_umask() -> int:
@@ -57,7 +102,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         return
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_stale_temporaries(target)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=temporary_prefix(target), suffix=TEMPORARY_SUFFIX, dir=target.parent
+    )
     # mkstemp makes the file private (0600); the finished file gets the mode any new file
     # gets under the user's umask, so a shared results folder stays readable by its group.
     os.fchmod(fd, 0o666 & ~current_umask())

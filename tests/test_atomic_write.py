@@ -1,11 +1,16 @@
-"""Atomic writes: whole files or none, with the mode the user's umask gives new files."""
+"""Atomic writes: whole files and folders or none, with the mode the user's umask gives new
+files, and no leftovers of killed writers."""
 
 import os
+import socket
 import stat
+import subprocess
+import sys
 
 import pytest
 
 from c2s_jax.atomic_write import atomic_path, current_umask, write_text_atomic
+from c2s_jax.convert.atomic_dir import atomic_directory
 
 
 @pytest.fixture(params=[0o022, 0o002, 0o077])
@@ -34,3 +39,38 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         raise RuntimeError("interrupted")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_leftovers_of_killed_writers_on_this_host_are_removed_and_no_others(tmp_path):
+    target = tmp_path / "cells.parquet"
+    host = socket.gethostname()
+    dead = tmp_path / f".cells.parquet.{host}.{_dead_pid()}.a1b2c3.tmp"
+    dead_folder = tmp_path / f".cells.parquet.{host}.{_dead_pid()}.d4e5f6.tmp"
+    live = tmp_path / f".cells.parquet.{host}.{os.getpid()}.g7h8i9.tmp"
+    elsewhere = tmp_path / f".cells.parquet.other-host.{_dead_pid()}.j0k1l2.tmp"
+    for path in (dead, live, elsewhere):
+        path.write_text("partial")
+    dead_folder.mkdir()
+    (dead_folder / "part.bin").write_text("partial")
+    write_text_atomic(target, "whole")
+    assert target.read_text() == "whole"
+    assert not dead.exists() and not dead_folder.exists()
+    assert live.exists() and elsewhere.exists()
+
+
+def test_a_folder_written_whole_gets_the_umask_mode_and_cleans_leftovers(tmp_path, umask):
+    target = tmp_path / "bundle"
+    stale = tmp_path / f".bundle.{socket.gethostname()}.{_dead_pid()}.x9y8z7.tmp"
+    stale.mkdir()
+    with atomic_directory(target) as tmp:
+        (tmp / "weights.bin").write_bytes(b"w")
+    assert (target / "weights.bin").read_bytes() == b"w"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o777 & ~umask
+    assert not stale.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]

@@ -5,9 +5,16 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from c2s_jax.atomic_write import (
+    TEMPORARY_SUFFIX,
+    current_umask,
+    remove_stale_temporaries,
+    temporary_prefix,
+)
 from c2s_jax.errors import InputError
 
 
@@ -25,10 +32,13 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = check_new_directory(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    # One name per process (a crashed earlier run with the same id left it behind).
-    tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    remove_stale_temporaries(target)
+    tmp = Path(
+        tempfile.mkdtemp(
+            prefix=temporary_prefix(target), suffix=TEMPORARY_SUFFIX, dir=target.parent
+        )
+    )
+    tmp.chmod(0o777 & ~current_umask())  # mkdtemp's folders are private (0700)
     try:
         yield tmp
         os.replace(tmp, target)

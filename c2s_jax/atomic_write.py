@@ -8,6 +8,7 @@ write.
 
 import contextlib
 import glob
+import logging
 import os
 import shutil
 import socket
@@ -16,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from etils import epath
+
+log = logging.getLogger(__name__)
 
 
 def is_remote(path: str | os.PathLike) -> bool:
@@ -39,16 +42,11 @@ def temporary_prefix(target: Path) -> str:
     return f".{target.name}.{socket.gethostname()}.{os.getpid()}."
 
 
-def remove_stale_temporaries(target: Path) -> list[Path]:
+def remove_stale_temporaries(target: Path) -> None:
     """Removes the temporaries of `target` (files or folders) that processes of this host
-    left when they were killed; those of live processes and of other hosts stay.
-
-    Returns:
-      The paths removed.
-    """
+    left when they were killed; those of live processes and of other hosts stay."""
     host = socket.gethostname()
     start = f".{target.name}."
-    removed = []
     for candidate in target.parent.glob(f"{glob.escape(start)}*{TEMPORARY_SUFFIX}"):
         fields = candidate.name[len(start) : -len(TEMPORARY_SUFFIX)].rsplit(".", 2)
         if len(fields) != 3 or fields[0] != host or not fields[1].isdigit():
@@ -59,8 +57,7 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
             shutil.rmtree(candidate, ignore_errors=True)
         else:
             candidate.unlink(missing_ok=True)
-        removed.append(candidate)
-    return removed
+        log.info("removed %s, left by a killed process (%s)", candidate, fields[1])
 
 
 def _alive(pid: int) -> bool:

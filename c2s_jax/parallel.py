@@ -297,6 +297,14 @@ def tree_shardings(logical_specs, shapes, mesh: Mesh, rules: Rules):
     )
 
 
+def batch_shards(mesh: Mesh, rules: Rules) -> int:
+    """How many pieces `rules` cut the batch axis into on `mesh` (every batch, and every
+    microbatch of one, must have a multiple of this many rows)."""
+    axes = logical_to_spec(("batch",), rules)[0]
+    names = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+    return math.prod(mesh.shape[name] for name in names)
+
+
 def batch_sharding(mesh: Mesh, rules: Rules) -> NamedSharding:
     """Sharding of [batch, length] arrays."""
     return NamedSharding(mesh, logical_to_spec(("batch", "length"), rules))

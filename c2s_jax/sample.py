@@ -274,9 +274,7 @@ class Sampler:
     def _row_multiple(self) -> int:
         if self.mesh is None:
             return 1
-        spec = parallel.logical_to_spec(("batch",), self.rules)[0]
-        axes = () if spec is None else (spec,) if isinstance(spec, str) else tuple(spec)
-        return int(np.prod([self.mesh.shape[a] for a in axes], dtype=np.int64))
+        return parallel.batch_shards(self.mesh, self.rules)
 
     def _rows_sharding(self, ndim: int) -> NamedSharding | None:
         """Rows over the mesh's batch axes (None without a mesh)."""

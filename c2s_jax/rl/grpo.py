@@ -113,12 +113,6 @@ def reward_scalars(rewards: RewardSet, scores_NR: np.ndarray) -> dict[str, float
     return scalars
 
 
-def _batch_devices(mesh: Mesh, rules: parallel.Rules) -> int:
-    """How many ways the batch axis is split on `mesh`."""
-    axes = parallel.logical_to_spec(("batch",), rules)[0]
-    return int(np.prod([mesh.shape[a] for a in jax.tree.leaves(axes)], dtype=np.int64))
-
-
 class GRPO:
     """One policy trained with GRPO on a mesh.
 
@@ -326,7 +320,7 @@ def settings_from_config(cfg: ml_collections.ConfigDict) -> Settings:
 def _check_rows(cfg: ml_collections.ConfigDict, mesh: Mesh, rules: parallel.Rules) -> None:
     rows = cfg.grpo.prompts_per_step * cfg.sampling.group_size
     microbatches = cfg.grpo.microbatches
-    split = _batch_devices(mesh, rules) * microbatches
+    split = parallel.batch_shards(mesh, rules) * microbatches
     if rows % split:
         raise InputError(
             f"config.grpo.prompts_per_step x config.sampling.group_size = {rows} rows do not "

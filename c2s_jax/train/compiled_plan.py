@@ -192,8 +192,8 @@ def lower_train_step(cfg: ml_collections.ConfigDict, mesh) -> Program:
     from c2s_jax.train.step import LossConfig, make_train_step
 
     rules = tuple(tuple(r) for r in cfg.rules)
+    check_train_settings(cfg, parallel.batch_shards(mesh, rules))
     batch_sharding = parallel.batch_sharding(mesh, rules)
-    check_train_settings(cfg, batch_sharding)
     tx, schedule = optimizer_for(cfg.optimizer, cfg.train.steps)
     state, parts, shardings = create_train_state(cfg, tx, mesh, abstract=True)
     loss_cfg = LossConfig(cfg.data.num_tasks, cfg.train.z_loss_weight, cfg.train.microbatches)

@@ -78,8 +78,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | os.PathLike) -> TrainRe
     # Settings are checked before the workdir is touched: a bad value leaves nothing behind.
     mesh = parallel.make_mesh(dict(cfg.mesh), cfg.dcn_data)
     rules = tuple(tuple(r) for r in cfg.rules)
+    check_train_settings(cfg, parallel.batch_shards(mesh, rules))
     batch_sharding = parallel.batch_sharding(mesh, rules)
-    check_train_settings(cfg, batch_sharding)
     workdir_path = storage_path(workdir)
     workdir_path.mkdir(parents=True, exist_ok=True)
     is_chief = jax.process_index() == 0

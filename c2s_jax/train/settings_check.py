@@ -1,11 +1,9 @@
 """An experiment's training settings checked before anything is compiled or written: each
 bad value is one line naming its config key and what to give instead."""
 
-import math
 from numbers import Integral
 
 import ml_collections
-from jax.sharding import NamedSharding
 
 from c2s_jax.errors import InputError
 
@@ -22,13 +20,13 @@ AT_LEAST_ONE = (
 ZERO_TURNS_OFF = ("train.eval_every",)
 
 
-def check_train_settings(cfg: ml_collections.ConfigDict, batch_sharding: NamedSharding) -> None:
+def check_train_settings(cfg: ml_collections.ConfigDict, batch_shards: int) -> None:
     """Raises InputError naming the first setting of `cfg` that cannot train.
 
     Args:
       cfg: the experiment config.
-      batch_sharding: how [batch, length] arrays are laid out on the run's mesh; every
-        microbatch must divide evenly over the devices that share the batch.
+      batch_shards: how many pieces the run's mesh cuts the batch into
+        (`parallel.batch_shards`); every microbatch must divide evenly into them.
     """
     for key in (*AT_LEAST_ONE, *ZERO_TURNS_OFF):
         value = _value(cfg, key)
@@ -49,12 +47,11 @@ def check_train_settings(cfg: ml_collections.ConfigDict, batch_sharding: NamedSh
             f"config.data.batch_size={batch} does not split into config.train.microbatches="
             f"{microbatches} equal microbatches: use a multiple of {microbatches}"
         )
-    shards = _batch_shards(batch_sharding)
-    if (batch // microbatches) % shards:
+    if (batch // microbatches) % batch_shards:
         raise InputError(
             f"config.data.batch_size={batch}: each of its {microbatches} microbatch(es) of "
-            f"{batch // microbatches} rows must divide over the {shards} devices that share "
-            f"the batch (config.mesh); use a multiple of {microbatches * shards}"
+            f"{batch // microbatches} rows must divide over the {batch_shards} devices that "
+            f"share the batch (config.mesh); use a multiple of {microbatches * batch_shards}"
         )
 
 
@@ -68,12 +65,3 @@ def _value(cfg: ml_collections.ConfigDict, key: str):
     for part in key.split("."):
         node = node[part]
     return node
-
-
-def _batch_shards(sharding: NamedSharding) -> int:
-    """How many pieces the batch axis of `sharding` is cut into."""
-    axes = sharding.spec[0] if len(sharding.spec) else None
-    if axes is None:
-        return 1
-    names = (axes,) if isinstance(axes, str) else axes
-    return math.prod(sharding.mesh.shape[name] for name in names)

@@ -10,6 +10,7 @@ import contextlib
 import glob
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -45,27 +46,37 @@ def temporary_prefix(target: Path) -> str:
 def remove_stale_temporaries(target: Path) -> None:
     """Removes the temporaries of `target` (files or folders) that processes of this host
     left when they were killed; those of live processes and of other hosts stay."""
-    host = socket.gethostname()
-    start = f".{target.name}."
-    for candidate in target.parent.glob(f"{glob.escape(start)}*{TEMPORARY_SUFFIX}"):
-        fields = candidate.name[len(start) : -len(TEMPORARY_SUFFIX)].rsplit(".", 2)
-        if len(fields) != 3 or fields[0] != host or not fields[1].isdigit():
-            continue
-        if _alive(int(fields[1])):
+    _remove_stale(target.parent, f".{target.name}.")
+
+
+def remove_stale_temporaries_in(folder: str | os.PathLike) -> None:
+    """Removes every temporary in the local `folder` that a killed process of this host
+    left, whatever file or folder it was meant to become (a run's start-up clean-up)."""
+    if not is_remote(folder):
+        _remove_stale(Path(folder), ".")
+
+
+def _remove_stale(folder: Path, start: str) -> None:
+    # .NAME.HOST.PID.RANDOM.tmp, where NAME (and HOST) may hold dots: match this host's.
+    ours = re.compile(rf"\.(.+)\.{re.escape(socket.gethostname())}\.(\d+)\.[^.]+{TEMPORARY_SUFFIX}")
+    for candidate in folder.glob(f"{glob.escape(start)}*{TEMPORARY_SUFFIX}"):
+        match = ours.fullmatch(candidate.name)
+        if match is None or process_alive(int(match[2])):
             continue
         if candidate.is_dir():
             shutil.rmtree(candidate, ignore_errors=True)
         else:
             candidate.unlink(missing_ok=True)
-        log.info("removed %s, left by a killed process (%s)", candidate, fields[1])
+        log.info("removed %s, left by a killed process (%s)", candidate, match[2])
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` of this host is running (another user's counts as running)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's process
+    except PermissionError:
         return True
     return True
 

@@ -7,3 +7,8 @@ class InputError(ValueError):
     The message always names the offending file/field/key and suggests a fix, so the
     command line can print it as is, without a traceback.
     """
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the message names the step, the last good
+    checkpoint and the setting to change."""

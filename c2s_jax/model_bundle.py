@@ -30,6 +30,7 @@ from c2s_jax.convert.orbax_io import CONFIG_FILE, load_flax, save_flax
 from c2s_jax.data.tokenizer import Tokenizer
 from c2s_jax.errors import InputError
 from c2s_jax.local_cache import cache_root
+from c2s_jax.run import fault_points
 
 BUNDLE_FILE = "c2s_model.json"
 TOKENIZER_FILE = "tokenizer.model"
@@ -93,6 +94,7 @@ def export_bundle(
         (tmp / "model").rmdir()
         if tokenizer_path is not None:
             shutil.copyfile(tokenizer_path, tmp / TOKENIZER_FILE)
+        fault_points.reached("export")
         description = {"tokenizer_family": family, "corpus": corpus}
         (tmp / BUNDLE_FILE).write_text(json.dumps(description, indent=1))
     return out

@@ -6,15 +6,18 @@ Storage cannot do (append to an object, rename), so any code that relies on eith
 here as it would on a real bucket.
 """
 
+import importlib
 import os
 from pathlib import Path
 
 import anndata
+import fsspec
 import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
 from etils import epath
+from fsspec.implementations.local import LocalFileSystem
 
 from c2s_jax.data.embedded import pbmc68k_counts
 
@@ -115,6 +118,26 @@ def bucket_root(tmp_path):
     def copy(original, path, dst, **kwargs):
         return original(local(path), local(dst), **kwargs)
 
+    class BucketFileSystem(LocalFileSystem):
+        """fsspec's gs:// (what code that needs more than epath, such as exclusive
+        creation, uses), served from the same folder."""
+
+        protocol = "gs"
+
+        @classmethod
+        def _strip_protocol(cls, path):
+            return local(path) if in_bucket(path) else LocalFileSystem._strip_protocol(path)
+
+        def _open(self, path, mode="rb", **kwargs):
+            if "w" in mode or "x" in mode:  # objects need no parent folders
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            return super()._open(path, mode, **kwargs)
+
+    # fsspec keeps registered classes in a private dict; its public API can add, not remove.
+    implementations = importlib.import_module("fsspec.registry")._registry
+    registered = implementations.get("gs")
+    fsspec.register_implementation("gs", BucketFileSystem, clobber=True)
+
     with epath.testing.mock_epath(
         open=open_object,
         rename=refuse_rename,
@@ -136,4 +159,9 @@ def bucket_root(tmp_path):
             )
         },
     ):
-        yield root
+        try:
+            yield root
+        finally:
+            implementations.pop("gs", None)
+            if registered is not None:
+                fsspec.register_implementation("gs", registered, clobber=True)

@@ -16,6 +16,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     grpo.add_argument("--config", required=True, help="experiment file with get_config()")
     grpo.add_argument("--workdir", required=True, help="checkpoints, metrics and the export")
+    grpo.add_argument(
+        "--strict-restore",
+        action="store_true",
+        help="stop if the newest checkpoint cannot be read, instead of resuming from the "
+        "next older one (which moves the unreadable one to WORKDIR/unreadable_checkpoints/)",
+    )
     grpo.set_defaults(run=_run_grpo, takes_overrides=True)
 
 
@@ -24,7 +30,7 @@ def _run_grpo(args: argparse.Namespace) -> None:
     from c2s_jax.rl.grpo import run_grpo
 
     cfg = start_run(args)
-    result = run_grpo(cfg, args.workdir)
+    result = run_grpo(cfg, args.workdir, strict_restore=args.strict_restore)
     state = "stopped by SIGTERM at" if result.preempted else "finished at"
     held_out = ""
     if result.eval:

@@ -18,6 +18,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         required=True,
         help="checkpoints, metrics and results: a local folder or gs://BUCKET/PATH",
     )
+    train.add_argument(
+        "--strict-restore",
+        action="store_true",
+        help="stop if the newest checkpoint cannot be read, instead of resuming from the "
+        "next older one (which moves the unreadable one to WORKDIR/unreadable_checkpoints/)",
+    )
     train.set_defaults(run=_run_train, takes_overrides=True)
 
 
@@ -42,7 +48,7 @@ def _run_train(args: argparse.Namespace) -> None:
     from c2s_jax.train.loop import train
 
     cfg = start_run(args)
-    result = train(cfg, args.workdir)
+    result = train(cfg, args.workdir, strict_restore=args.strict_restore)
     state = "stopped by SIGTERM at" if result.preempted else "finished at"
     print(
         f"{state} step {result.step}: train loss {result.train_loss:.4f}"

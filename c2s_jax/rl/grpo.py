@@ -12,12 +12,10 @@ SIGTERM saves at the current step and returns cleanly.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import shutil
+import os
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -25,13 +23,14 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from etils import epath
 from flax import nnx
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from c2s_jax import parallel
-from c2s_jax.atomic_write import write_text_atomic
-from c2s_jax.errors import InputError
+from c2s_jax.atomic_write import remove_stale_temporaries_in, storage_path
+from c2s_jax.errors import InputError, NonFiniteLossError
 from c2s_jax.model_bundle import EXPORTS_DIR, Bundle, export_bundle, load_bundle
 from c2s_jax.rl.objective import group_advantages
 from c2s_jax.rl.prompts import Prompt, PromptOrder, corpus_prompts
@@ -44,9 +43,12 @@ from c2s_jax.rl.step import (
     make_update_step,
     rollout_batch,
 )
+from c2s_jax.run import fault_points
+from c2s_jax.run.checkpoints import Checkpoints
+from c2s_jax.run.finish import export_final, stored_result, write_result
+from c2s_jax.run.preemption import Preemption
+from c2s_jax.run.workdir_lock import workdir_lock
 from c2s_jax.sample import PROMPT_BUCKET, Sampler, SamplingParams
-from c2s_jax.train.checkpoints import Checkpoints
-from c2s_jax.train.loop import NonFiniteLossError, Preemption
 from c2s_jax.train.metrics import MetricWriter
 from c2s_jax.train.optimizer import optimizer_for
 from c2s_jax.train.state import (
@@ -346,23 +348,53 @@ def _prompt_pools(cfg: ml_collections.ConfigDict, bundle: Bundle):
     return pools
 
 
-def run_grpo(cfg: ml_collections.ConfigDict, workdir: str | Path) -> GRPOResult:
-    """Runs (or resumes) the GRPO experiment `cfg` in `workdir`."""
-    workdir_path = Path(workdir).absolute()
-    workdir_path.mkdir(parents=True, exist_ok=True)
-    is_chief = jax.process_index() == 0
+def run_grpo(
+    cfg: ml_collections.ConfigDict, workdir: str | os.PathLike, strict_restore: bool = False
+) -> GRPOResult:
+    """Runs (or resumes) the GRPO experiment `cfg` in `workdir` (a local path or a URL).
 
-    # ---------------------------------------------------------------- mesh
+    A workdir that holds a finished run (its export and `result.json`) is left as it is
+    and its stored result returned.
+
+    Args:
+      cfg: the GRPO config.
+      workdir: the run's folder.
+      strict_restore: stop when the newest checkpoint cannot be read, instead of resuming
+        from the next older one.
+
+    Raises:
+      WorkdirBusyError: another run holds `workdir`.
+      CheckpointError: no checkpoint can be restored (see `strict_restore`).
+      NonFiniteLossError: the loss became NaN or infinite.
+    """
     mesh = parallel.make_mesh(dict(cfg.mesh), cfg.dcn_data)
     rules = tuple(tuple(r) for r in cfg.rules)
     _check_rows(cfg, mesh, rules)
-
-    # ---------------------------------------------------------------- policy and prompts
     if not cfg.init_from:
         raise InputError(
             "config.init_from is empty: name a training workdir or a model bundle "
             "(`c2s train` exports one at the end of a run)"
         )
+    workdir_path = storage_path(workdir)
+    workdir_path.mkdir(parents=True, exist_ok=True)
+    with workdir_lock(workdir_path, "c2s grpo"):
+        return _run_locked(cfg, workdir_path, mesh, rules, strict_restore)
+
+
+def _run_locked(cfg, workdir_path: epath.Path, mesh, rules, strict_restore) -> GRPOResult:
+    is_chief = jax.process_index() == 0
+    for folder in (workdir_path, workdir_path / EXPORTS_DIR):
+        remove_stale_temporaries_in(folder)
+    finished = stored_result(workdir_path, cfg.train.steps, jax.process_count() == 1)
+    if finished is not None:
+        log.warning(
+            "%s finished at step %d already; raise config.train.steps to train further",
+            workdir_path,
+            cfg.train.steps,
+        )
+        return GRPOResult(**{**finished, "workdir": str(workdir_path)})
+
+    # ---------------------------------------------------------------- policy and prompts
     bundle = load_bundle(cfg.init_from, mesh=mesh, rules=rules)
     parts, params = policy_parts(bundle, cfg.lora, cfg.seed, mesh, rules)
     train_prompts, eval_prompts = _prompt_pools(cfg, bundle)
@@ -396,11 +428,16 @@ def run_grpo(cfg: ml_collections.ConfigDict, workdir: str | Path) -> GRPOResult:
 
     # ---------------------------------------------------------------- resume
     checkpoints = Checkpoints(workdir_path / "checkpoints", cfg.train.keep_checkpoints)
-    step = checkpoints.latest_step() or 0
-    if step:
-        state, order_state = checkpoints.restore(step, learner.state)
-        learner.set_state(state)
-        order.set_state(order_state)
+    try:
+        restored = checkpoints.restore_newest(learner.state, strict_restore)
+    except BaseException:
+        checkpoints.close()
+        raise
+    step = 0
+    if restored is not None:
+        learner.set_state(restored.state)
+        order.set_state(restored.data)
+        step = restored.step
         log.info("resumed from step %d in %s", step, checkpoints.directory)
 
     # ---------------------------------------------------------------- loop
@@ -433,43 +470,31 @@ def run_grpo(cfg: ml_collections.ConfigDict, workdir: str | Path) -> GRPOResult:
             at_save = step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps
             if at_save or preemption.requested:
                 checkpoints.save(step, learner.state, order.get_state())
+                fault_points.reached("checkpoint", step)
             if preemption.requested:
                 log.warning("SIGTERM: saved step %d, stopping", step)
                 break
+        if step == cfg.train.steps and not last_eval:
+            # Resumed from the final checkpoint of a run that stopped before its result
+            # was written: evaluate it, so the result is complete.
+            last_eval = evaluate()
     finally:
         bar.close()
         preemption.restore()
         checkpoints.close()
         writer.close()
 
+    # ---------------------------------------------------------------- finish
     if step == cfg.train.steps and not preemption.requested:
-        _export(bundle, parts, learner.state.params, workdir_path, step)
-    result = GRPOResult(str(workdir_path), step, last_eval, preemption.requested)
-    if is_chief:
-        write_text_atomic(
-            workdir_path / "result.json", json.dumps(dataclasses.asdict(result), indent=1)
+        policy = parts.model(learner.state.params, parts.frozen)
+        export_final(
+            workdir_path,
+            step,
+            lambda out: export_bundle(
+                policy, out, bundle.tokenizer.path, bundle.tokenizer.family, bundle.corpus
+            ),
+            "policy",
         )
+    result = GRPOResult(str(workdir_path), step, last_eval, preemption.requested)
+    write_result(workdir_path, dataclasses.asdict(result))
     return result
-
-
-def _export(bundle: Bundle, parts: ModelParts, params, workdir: Path, step: int) -> None:
-    """Writes the policy as a bundle (adapters merged) with the starting bundle's tokenizer
-    and corpus facts, so `c2s eval`, `c2s generate` and `c2s grpo` load it; drops older
-    exports."""
-    if jax.process_count() > 1:
-        log.info("multi-host run: no bundle export (the checkpoint is kept)")
-        return
-    target = workdir / EXPORTS_DIR / f"step_{step:07d}"
-    if target.exists():
-        return
-    export_bundle(
-        parts.model(params, parts.frozen),
-        target,
-        bundle.tokenizer.path,
-        bundle.tokenizer.family,
-        bundle.corpus,
-    )
-    for older in (workdir / EXPORTS_DIR).glob("step_*"):
-        if older != target:
-            shutil.rmtree(older, ignore_errors=True)
-    log.info("exported the policy to %s", target)

@@ -18,7 +18,10 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from c2s_jax.atomic_write import storage_path
 from c2s_jax.json_lines import append_json_line
+from c2s_jax.run.finish import stored_result
+from c2s_jax.run.workdir_lock import workdir_lock
 from c2s_jax.sweeps import results
 from c2s_jax.sweeps.spec import Member, Sweep
 
@@ -43,13 +46,10 @@ def train_command(sweep: Sweep, member: Member, workdir: Path) -> list[str]:
 
 
 def finished_result(workdir: Path, steps: int) -> dict[str, Any] | None:
-    """workdir/result.json if training there ran all `steps` and evaluated, else None."""
-    path = workdir / "result.json"
-    if not path.exists():
-        return None
-    result = json.loads(path.read_text())
-    done = result["step"] >= steps and not result["preempted"]
-    return result if done and result["eval_loss"] is not None else None
+    """workdir/result.json if training there finished all `steps` (see
+    `run.finish.stored_result`) and evaluated, else None."""
+    result = stored_result(storage_path(workdir), steps, exported=True)
+    return result if result is not None and result["eval_loss"] is not None else None
 
 
 def show_plan(sweep: Sweep, out: Path, done: set[str]) -> None:
@@ -75,10 +75,18 @@ def run_local(sweep: Sweep, out: Path, dry_run: bool = False, in_process: bool =
       SystemExit: a member stopped on Ctrl-C/SIGTERM after saving a checkpoint.
     """
     results_path = out / results.RESULTS_NAME
-    done = results.recorded_names(results_path, repair=not dry_run)
     if dry_run:
-        show_plan(sweep, out, done)
+        show_plan(sweep, out, results.recorded_names(results_path, repair=False))
         return
+    # One sweep writes OUT at a time: a second would train the same members and repair
+    # (cut) the results file while the first appends to it.
+    with workdir_lock(out, "c2s sweep"):
+        done = results.recorded_names(results_path, repair=True)
+        _run_members(sweep, out, done, in_process)
+
+
+def _run_members(sweep: Sweep, out: Path, done: set[str], in_process: bool) -> None:
+    results_path = out / results.RESULTS_NAME
     todo = [m for m in sweep.members if m.name not in done]
     print(f"{len(sweep.members) - len(todo)} of {len(sweep.members)} members already recorded")
     for member in tqdm(todo, unit="member"):

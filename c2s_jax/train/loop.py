@@ -1,18 +1,15 @@
 """The training loop: mesh, state, input, resume, steps, evaluation, checkpoints.
 
 Rerunning the same command with the same workdir continues from the newest checkpoint
-(state and input position), so an interrupted or preempted run loses nothing; rerunning a
-finished one returns its stored result. SIGTERM, which Cloud TPU sends before preemption,
-saves at the current step and returns cleanly. The workdir is a local path or a ``gs://``
-URL that every host of a pod shares.
+that reads (state and input position), so an interrupted or preempted run loses nothing;
+rerunning a finished one returns its stored result. SIGTERM, which Cloud TPU sends before
+preemption, saves at the current step and returns cleanly. The workdir is a local path or
+a ``gs://`` URL that every host of a pod shares; one run at a time holds it.
 """
 
 import dataclasses
-import json
 import logging
 import os
-import signal
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,8 +20,14 @@ from etils import epath
 from tqdm.auto import tqdm
 
 from c2s_jax import parallel
-from c2s_jax.atomic_write import is_remote, storage_path, upload_directory, write_text_atomic
-from c2s_jax.train.checkpoints import Checkpoints
+from c2s_jax.atomic_write import remove_stale_temporaries_in, storage_path
+from c2s_jax.errors import NonFiniteLossError
+from c2s_jax.model_bundle import export_bundle
+from c2s_jax.run import fault_points
+from c2s_jax.run.checkpoints import Checkpoints
+from c2s_jax.run.finish import EXPORTS_DIR, export_final, stored_result, write_result
+from c2s_jax.run.preemption import Preemption
+from c2s_jax.run.workdir_lock import workdir_lock
 from c2s_jax.train.data import batch_sources, to_global
 from c2s_jax.train.flops import peak_flops, train_flops_per_token
 from c2s_jax.train.metrics import MetricWriter
@@ -34,12 +37,6 @@ from c2s_jax.train.state import create_train_state
 from c2s_jax.train.step import LossConfig, make_eval_step, make_train_step
 
 log = logging.getLogger(__name__)
-
-RESULT_FILE = "result.json"
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or infinite; the message names the step and the last checkpoint."""
 
 
 @dataclasses.dataclass
@@ -55,47 +52,51 @@ class TrainResult:
     n_params: int
 
 
-class Preemption:
-    """Turns SIGTERM into a flag the loop checks after each step."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        self.requested = True
-
-    def restore(self) -> None:
-        signal.signal(signal.SIGTERM, self._previous)
-
-
-def train(cfg: ml_collections.ConfigDict, workdir: str | os.PathLike) -> TrainResult:
+def train(
+    cfg: ml_collections.ConfigDict, workdir: str | os.PathLike, strict_restore: bool = False
+) -> TrainResult:
     """Trains (or resumes) the experiment `cfg` in `workdir` (a local path or a URL).
 
     A workdir that already holds a finished run of `cfg.train.steps` steps (its final
-    checkpoint and `result.json`) is left as it is and its stored result returned.
+    checkpoint, export and `result.json`) is left as it is and its stored result returned.
+
+    Args:
+      cfg: the experiment config.
+      workdir: the run's folder.
+      strict_restore: stop when the newest checkpoint cannot be read, instead of resuming
+        from the next older one.
+
+    Raises:
+      WorkdirBusyError: another run holds `workdir`.
+      CheckpointError: no checkpoint can be restored (see `strict_restore`).
+      NonFiniteLossError: the loss became NaN or infinite.
     """
     # Settings are checked before the workdir is touched: a bad value leaves nothing behind.
     mesh = parallel.make_mesh(dict(cfg.mesh), cfg.dcn_data)
     rules = tuple(tuple(r) for r in cfg.rules)
     check_train_settings(cfg, parallel.batch_shards(mesh, rules))
-    batch_sharding = parallel.batch_sharding(mesh, rules)
     workdir_path = storage_path(workdir)
     workdir_path.mkdir(parents=True, exist_ok=True)
+    with workdir_lock(workdir_path, "c2s train"):
+        return _train_locked(cfg, workdir_path, mesh, rules, strict_restore)
+
+
+def _train_locked(cfg, workdir_path: epath.Path, mesh, rules, strict_restore) -> TrainResult:
+    batch_sharding = parallel.batch_sharding(mesh, rules)
     is_chief = jax.process_index() == 0
+    for folder in (workdir_path, workdir_path / EXPORTS_DIR):
+        remove_stale_temporaries_in(folder)
 
     # ---------------------------------------------------------------- finished already?
-    checkpoints = Checkpoints(workdir_path / "checkpoints", cfg.train.keep_checkpoints)
-    start = checkpoints.latest_step()
-    finished = _finished_result(workdir_path, start, cfg.train.steps)
+    exported = jax.process_count() == 1
+    finished = stored_result(workdir_path, cfg.train.steps, exported)
     if finished is not None:
-        checkpoints.close()
         log.warning(
             "%s finished at step %d already; raise config.train.steps to train further",
             workdir_path,
-            finished.step,
+            cfg.train.steps,
         )
-        return finished
+        return TrainResult(**{**finished, "workdir": str(workdir_path)})
 
     # ---------------------------------------------------------------- model and optimizer
     tx, schedule = optimizer_for(cfg.optimizer, cfg.train.steps)
@@ -113,10 +114,18 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | os.PathLike) -> TrainRe
     eval_step = make_eval_step(parts, loss_cfg, batch_sharding, rules)
 
     # ---------------------------------------------------------------- resume
-    if start is not None:
-        state, data_state = checkpoints.restore(start, state)
-        train_source.set_state(data_state)
-        log.info("resumed from step %d in %s", start, checkpoints.directory)
+    checkpoints = Checkpoints(workdir_path / "checkpoints", cfg.train.keep_checkpoints)
+    try:
+        restored = checkpoints.restore_newest(state, strict_restore)
+    except BaseException:
+        checkpoints.close()
+        raise
+    train_loss = float("nan")
+    if restored is not None:
+        state = restored.state
+        train_source.set_state(restored.data)
+        train_loss = restored.summary.get("train_loss", train_loss)
+        log.info("resumed from step %d in %s", restored.step, checkpoints.directory)
     step = int(jax.device_get(state.step))
 
     # ---------------------------------------------------------------- loop
@@ -126,9 +135,8 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | os.PathLike) -> TrainRe
     preemption = Preemption()
     bar = tqdm(total=cfg.train.steps, initial=step, unit="step", disable=not is_chief)
     pending_losses: list[tuple[int, jax.Array]] = []
-    last_good = start
+    last_good = restored.step if restored is not None else None
     interval_start, interval_tokens, interval_first_step = time.perf_counter(), 0, step
-    metrics = {}
     eval_loss, eval_task_loss = None, {}
 
     def evaluate(params, at_step: int) -> tuple[float, dict[str, float]]:
@@ -159,6 +167,7 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | os.PathLike) -> TrainRe
             if at_log or at_save or preemption.requested:
                 _check_finite(pending_losses, last_good, checkpoints.directory)
                 pending_losses.clear()
+                train_loss = float(jax.device_get(metrics["loss"]))
             if at_log:
                 seconds = time.perf_counter() - interval_start
                 scalars = _train_scalars(
@@ -180,8 +189,9 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | os.PathLike) -> TrainRe
             ):
                 eval_loss, eval_task_loss = evaluate(state.params, step)
             if at_save or preemption.requested:
-                checkpoints.save(step, state, train_source.get_state())
+                checkpoints.save(step, state, train_source.get_state(), {"train_loss": train_loss})
                 last_good = step
+                fault_points.reached("checkpoint", step)
             if preemption.requested:
                 log.warning("SIGTERM: saved step %d, stopping", step)
                 break
@@ -195,53 +205,26 @@ def train(cfg: ml_collections.ConfigDict, workdir: str | os.PathLike) -> TrainRe
         checkpoints.close()
         writer.close()
 
+    # ---------------------------------------------------------------- finish
     if step == cfg.train.steps and not preemption.requested:
-        _export(cfg, parts, state, workdir_path, step)
-
+        model = parts.model(state.params, parts.frozen)
+        export_final(workdir_path, step, lambda out: _write_bundle(cfg, model, out), "model")
     result = TrainResult(
         workdir=str(workdir_path),
         step=step,
-        train_loss=float(jax.device_get(metrics["loss"])) if metrics else float("nan"),
+        train_loss=train_loss,
         eval_loss=eval_loss,
         eval_task_loss=eval_task_loss,
         preempted=preemption.requested,
         n_params=int(n_params),
     )
-    if is_chief:
-        write_text_atomic(
-            workdir_path / RESULT_FILE, json.dumps(dataclasses.asdict(result), indent=1)
-        )
+    write_result(workdir_path, dataclasses.asdict(result))
     return result
 
 
-def _finished_result(
-    workdir: epath.Path, latest_step: int | None, steps: int
-) -> TrainResult | None:
-    """The stored result of a run in `workdir` that completed `steps` steps, or None."""
-    stored = workdir / RESULT_FILE
-    if latest_step != steps or not stored.exists():
-        return None
-    result = TrainResult(**json.loads(stored.read_text()))
-    if result.step != steps or result.preempted:
-        return None
-    return dataclasses.replace(result, workdir=str(workdir))
-
-
-def _export(cfg, parts, state, workdir: epath.Path, step: int) -> None:
-    """Writes the finished model as a bundle (adapters merged) that `c2s generate`,
-    `c2s eval` and `c2s grpo` load, and drops older exports."""
-    if jax.process_count() > 1:
-        # A bundle is written by one process from host memory; a multi-host run keeps its
-        # orbax train checkpoint, which a single host can restore and export.
-        log.info("multi-host run: no bundle export (the train checkpoint is kept)")
-        return
-    # The bundle writer imports the checkpoint converters: only the end of a run needs them.
-    from c2s_jax.model_bundle import BUNDLE_FILE, EXPORTS_DIR, export_bundle
-
-    exports = workdir / EXPORTS_DIR
-    target = exports / f"step_{step:07d}"
-    if (target / BUNDLE_FILE).exists():
-        return
+def _write_bundle(cfg: ml_collections.ConfigDict, model, out: Path) -> None:
+    """Writes `model` (adapters merged) as a bundle that `c2s generate`, `c2s eval` and
+    `c2s grpo` load, with the corpus's tokenizer and facts."""
     tokenizer_path, family, corpus = None, "c2s", {}
     if cfg.data.source == "corpus":
         from c2s_jax.data.records import read_metadata  # tensorflow-datasets: only this path
@@ -250,20 +233,7 @@ def _export(cfg, parts, state, workdir: epath.Path, step: int) -> None:
         corpus["corpus_dir"] = str(storage_path(cfg.data.corpus_dir))
         tokenizer_path = Path(cfg.data.corpus_dir) / corpus["tokenizer"]["path"]
         family = corpus["tokenizer"]["family"]
-    model = parts.model(state.params, parts.frozen)
-    if is_remote(workdir):
-        # A bundle appears whole through a local rename, which object stores lack: build it
-        # here and upload it with its manifest last, which is what readers look for.
-        with tempfile.TemporaryDirectory(prefix="c2s-export-") as staging:
-            local = Path(staging) / target.name
-            export_bundle(model, local, tokenizer_path, family, corpus)
-            upload_directory(local, target, BUNDLE_FILE)
-    else:
-        export_bundle(model, target, tokenizer_path, family, corpus)
-    for older in exports.glob("step_*"):
-        if older != target:
-            older.rmtree(missing_ok=True)
-    log.info("exported the model to %s", target)
+    export_bundle(model, out, tokenizer_path, family, corpus)
 
 
 def _check_finite(

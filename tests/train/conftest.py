@@ -39,9 +39,15 @@ def losses(workdir: Path, split: str = "train") -> dict[int, float]:
 
 
 def run_training(
-    workdir: Path, *overrides: str, devices: int = 1, env: dict | None = None, wait: bool = True
+    workdir: Path,
+    *overrides: str,
+    devices: int = 1,
+    env: dict | None = None,
+    wait: bool = True,
+    check: bool = True,
 ):
-    """`python -m c2s_jax.train` in a fresh process with `devices` virtual CPU devices."""
+    """`python -m c2s_jax.train` in a fresh process with `devices` virtual CPU devices;
+    with `check`, asserts that it succeeds."""
     command = [
         sys.executable,
         "-m",
@@ -65,5 +71,5 @@ def run_training(
     done = subprocess.run(
         command, env=environment, cwd=ROOT, capture_output=True, text=True, timeout=300
     )
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0 or not check, done.stderr[-3000:]
     return done

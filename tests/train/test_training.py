@@ -6,7 +6,8 @@ import jax
 import numpy as np
 import pytest
 
-from c2s_jax.train.loop import NonFiniteLossError, train
+from c2s_jax.errors import NonFiniteLossError
+from c2s_jax.train.loop import train
 from tests.train.conftest import losses
 
 

@@ -14,8 +14,8 @@ import pytest
 
 from c2s_jax.atomic_write import atomic_path, storage_path, write_text_atomic
 from c2s_jax.model_bundle import BUNDLE_FILE
+from c2s_jax.run.checkpoints import Checkpoints
 from c2s_jax.train import loop
-from c2s_jax.train.checkpoints import Checkpoints
 from c2s_jax.train.loop import TrainResult, train
 from c2s_jax.train.metrics import MetricWriter
 
@@ -60,12 +60,18 @@ def _refuse_to_build(*args, **kwargs):
     raise _RebuiltError
 
 
-def _finished_workdir(workdir: Path, steps: int, preempted: bool = False) -> TrainResult:
-    """A workdir as a run of `steps` steps leaves it: a checkpoint at `steps`, result.json."""
+def _finished_workdir(
+    workdir: Path, steps: int, preempted: bool = False, train_loss: float = 1.5
+) -> TrainResult:
+    """A workdir as a run of `steps` steps leaves it: a checkpoint at `steps`, its export's
+    manifest, result.json."""
     checkpoints = Checkpoints(workdir / "checkpoints", keep=1)
     checkpoints.save(steps, {"w": jnp.zeros(3)}, {"position": steps})
     checkpoints.close()
-    result = TrainResult(str(workdir), steps, 1.5, 1.25, {"task0": 1.25}, preempted, 1000)
+    export = workdir / "exports" / f"step_{steps:07d}"
+    export.mkdir(parents=True)
+    (export / BUNDLE_FILE).write_text("{}")
+    result = TrainResult(str(workdir), steps, train_loss, 1.25, {"task0": 1.25}, preempted, 1000)
     (workdir / "result.json").write_text(json.dumps(dataclasses.asdict(result), indent=1))
     return result
 
@@ -119,6 +125,18 @@ def test_training_in_a_bucket_writes_everything_there(
     assert (run / "result.json").read_bytes() == before
 
 
+def test_a_finished_run_without_its_export_or_with_a_nan_result_is_finished_again(
+    tiny_config, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(loop, "create_train_state", _refuse_to_build)
+    _finished_workdir(tmp_path / "no_export", steps=20)
+    (tmp_path / "no_export" / "exports" / "step_0000020" / BUNDLE_FILE).unlink()
+    _finished_workdir(tmp_path / "nan", steps=20, train_loss=float("nan"))
+    for workdir in ("no_export", "nan"):
+        with pytest.raises(_RebuiltError):
+            train(tiny_config(), tmp_path / workdir)
+
+
 @pytest.mark.slow
 def test_a_rerun_after_a_lost_result_evaluates_the_final_checkpoint(tiny_config, tmp_path):
     cfg = tiny_config("train.steps=4", "train.eval_every=4", "train.checkpoint_every=4")
@@ -129,4 +147,5 @@ def test_a_rerun_after_a_lost_result_evaluates_the_final_checkpoint(tiny_config,
     again = train(cfg, tmp_path)
     assert again.step == 4
     np.testing.assert_allclose(again.eval_loss, result.eval_loss, rtol=1e-6)
+    assert again.train_loss == result.train_loss  # kept in the final checkpoint
     assert json.loads((tmp_path / "result.json").read_text())["eval_loss"] == again.eval_loss

@@ -19,6 +19,8 @@ from pathlib import Path
 
 from etils import epath
 
+from c2s_jax.errors import InputError
+
 log = logging.getLogger(__name__)
 
 
@@ -93,6 +95,25 @@ def current_umask() -> int:
     return mask
 
 
+def check_output_file(path: str | os.PathLike, what: str = "output") -> None:
+    """Raises InputError, before any work, when the local `path` cannot become a file.
+
+    Args:
+      path: where a file will be written.
+      what: how the user named it (an option such as "--out-h5ad"), for the message.
+    """
+    if is_remote(path):
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise InputError(f"{what} {target}: is a folder; give a file path inside it")
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{what} {target}: {parent} is a file, not a folder")
+            return
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yields a local temporary path; on success it becomes `path` in one step.
@@ -108,6 +129,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             yield tmp
             upload_file(tmp, path)
         return
+    check_output_file(path)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(target)

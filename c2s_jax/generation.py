@@ -76,6 +76,7 @@ def generate_cells(
     raw: bool = False,
     batch_size: int = 32,
     progress: bool = True,
+    truncate: bool = False,
 ) -> GeneratedCells:
     """Samples ``n_per_request`` cells per request.
 
@@ -89,6 +90,8 @@ def generate_cells(
       raw: send the requests as prompts verbatim.
       batch_size: rows per decode batch.
       progress: show a progress bar.
+      truncate: cut prompts longer than the model's training sequences at their end
+        instead of refusing them.
     """
     graphdef, state = nnx.split(bundle.model)
     sampler = Sampler(ModelParts(graphdef, bundle.config), state, bundle.tokenizer.eos_id)
@@ -108,6 +111,8 @@ def generate_cells(
             prompts[start : start + batch_size],
             batch_params,
             tables=tables,
+            max_prompt_tokens=bundle.trained_length,
+            truncate=truncate,
         )
     return GeneratedCells(rows, [sentence_of(c.text) for c in completions], completions)
 

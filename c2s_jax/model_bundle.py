@@ -49,6 +49,8 @@ class Bundle:
       corpus: the corpus metadata (``corpus.json`` of ``c2s corpus build``), or {} for a
         model trained without a corpus.
       path: the bundle directory.
+      trained_length: tokens per sequence the model was trained on (prompts beyond it are
+        refused), or None when unknown (a converted checkpoint).
     """
 
     model: Any
@@ -56,6 +58,7 @@ class Bundle:
     tokenizer: Tokenizer
     corpus: dict
     path: Path
+    trained_length: int | None = None
 
     def dataset(self, name: str | None = None) -> dict:
         """One dataset's metadata (genes, inverse_fit, ...); the only one when unnamed."""
@@ -72,7 +75,12 @@ class Bundle:
 
 
 def export_bundle(
-    model: Any, out_dir: str | Path, tokenizer_path: str | Path | None, family: str, corpus: dict
+    model: Any,
+    out_dir: str | Path,
+    tokenizer_path: str | Path | None,
+    family: str,
+    corpus: dict,
+    trained_length: int | None = None,
 ) -> Path:
     """Writes a bundle directory (atomically: it appears complete or not at all).
 
@@ -82,6 +90,7 @@ def export_bundle(
       tokenizer_path: the SentencePiece model to copy in, or None (no tokenizer).
       family: the tokenizer family ('gemma', 'pythia' or 'c2s').
       corpus: corpus metadata to keep beside the weights.
+      trained_length: tokens per training sequence, if known.
 
     Returns:
       ``out_dir`` as an absolute Path.
@@ -95,7 +104,11 @@ def export_bundle(
         if tokenizer_path is not None:
             shutil.copyfile(tokenizer_path, tmp / TOKENIZER_FILE)
         fault_points.reached("export")
-        description = {"tokenizer_family": family, "corpus": corpus}
+        description = {
+            "tokenizer_family": family,
+            "corpus": corpus,
+            "trained_length": trained_length,
+        }
         (tmp / BUNDLE_FILE).write_text(json.dumps(description, indent=1))
     return out
 
@@ -240,4 +253,7 @@ def load_bundle(
         tokenizer=Tokenizer(tokenizer_file, family),
         corpus=description.get("corpus", {}),
         path=bundle_dir,
+        # Bundles written before the training length was recorded: the corpus's length.
+        trained_length=description.get("trained_length")
+        or description.get("corpus", {}).get("seq_len"),
     )

@@ -29,6 +29,7 @@ from jax.sharding import Mesh, NamedSharding
 
 from c2s_jax import parallel
 from c2s_jax.gene_constraint import ConstraintTables, allowed_tokens, initial_state, transition
+from c2s_jax.prompt_tokens import encode_prompt, fit_prompts
 from c2s_jax.train.state import ModelParts, param_shardings, with_shardings
 
 # Prompt lengths are padded up to a multiple of this, so that prompts of similar length
@@ -403,6 +404,8 @@ def complete_texts(
     max_new_tokens: Sequence[int] | None = None,
     tables: ConstraintTables | None = None,
     constrained: Sequence[bool] | None = None,
+    max_prompt_tokens: int | None = None,
+    truncate: bool = False,
 ) -> list[Completion]:
     """Generates a continuation of each text prompt.
 
@@ -417,12 +420,15 @@ def complete_texts(
       stop: strings that end a completion; the text (and its tokens) are cut before the
         first one. Decoding itself runs on until EOS or the limit.
       max_new_tokens, tables, constrained: as in :meth:`Sampler.generate_tokens`.
+      max_prompt_tokens: the model's trained sequence length; a longer prompt is refused,
+        or with `truncate` cut at its end (see `prompt_tokens.fit_prompts`).
 
     Returns:
       One :class:`Completion` per prompt, in order.
     """
-    head = [] if tokenizer.bos_id is None else [tokenizer.bos_id]
-    encoded = [np.asarray(head + tokenizer.encode(p).tolist(), np.int32) for p in prompts]
+    encoded = fit_prompts(
+        [encode_prompt(tokenizer, p) for p in prompts], max_prompt_tokens, truncate
+    )
     tokens_BN, logp_BN, lengths_B = sampler.generate_tokens(
         encoded,
         params,

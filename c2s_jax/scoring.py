@@ -18,6 +18,7 @@ import numpy as np
 from flax import nnx
 
 from c2s_jax.model_bundle import Bundle
+from c2s_jax.prompt_tokens import encode_answer, encode_prompt, fit_prompts
 from c2s_jax.train.state import ModelParts
 
 # Row lengths are padded to a multiple of this so similar lengths share a compilation.
@@ -110,24 +111,27 @@ class Scorer:
         return results
 
 
-def encode_prompt(tokenizer, prompt: str) -> np.ndarray:
-    """Prompt tokens as the corpus writes them: BOS (where the family has one), text."""
-    head = [] if tokenizer.bos_id is None else [tokenizer.bos_id]
-    return np.asarray(head + (tokenizer.encode(prompt).tolist() if prompt else []), np.int32)
-
-
-def encode_answer(tokenizer, text: str, prompt: str) -> np.ndarray:
-    """Answer tokens as the corpus writes them: after a space when a prompt precedes, EOS."""
-    body = tokenizer.encode((" " if prompt else "") + text).tolist()
-    return np.asarray([*body, tokenizer.eos_id], np.int32)
-
-
 def score_texts(
-    scorer: Scorer, tokenizer, prompts: Sequence[str], texts: Sequence[str]
+    scorer: Scorer,
+    tokenizer,
+    prompts: Sequence[str],
+    texts: Sequence[str],
+    max_length: int | None = None,
+    truncate: bool = False,
 ) -> list[ScoredText]:
-    """Log-likelihood of each text (closed by EOS) after its prompt."""
-    encoded_prompts = [encode_prompt(tokenizer, p) for p in prompts]
+    """Log-likelihood of each text (closed by EOS) after its prompt.
+
+    Args:
+      max_length: the model's trained sequence length; a longer prompt + text is refused,
+        or with `truncate` its prompt cut (see `prompt_tokens.fit_prompts`).
+    """
     encoded_texts = [encode_answer(tokenizer, t, p) for t, p in zip(texts, prompts, strict=True)]
+    encoded_prompts = fit_prompts(
+        [encode_prompt(tokenizer, p) for p in prompts],
+        max_length,
+        truncate,
+        reserved=[len(t) for t in encoded_texts],
+    )
     return scorer.score_tokens(encoded_prompts, encoded_texts)
 
 
@@ -137,6 +141,8 @@ def rank_candidates(
     prompts: Sequence[str],
     candidates: Sequence[Sequence[str]],
     length_normalize: bool = False,
+    max_length: int | None = None,
+    truncate: bool = False,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Zero-shot classification: each prompt's candidates ranked by log-likelihood.
 
@@ -145,13 +151,14 @@ def rank_candidates(
       candidates: [n][k_i] candidate answers each, written as the answer would be
         (e.g. "CD14+ Monocyte.").
       length_normalize: rank by mean per-token log-prob instead of the total.
+      max_length, truncate: as in `score_texts`.
 
     Returns:
       (scores: [n] arrays [k_i] of the candidates' scores, best: [n] index of the best).
     """
     flat_prompts = [p for p, cands in zip(prompts, candidates, strict=True) for _ in cands]
     flat_texts = [c for cands in candidates for c in cands]
-    scored = score_texts(scorer, tokenizer, flat_prompts, flat_texts)
+    scored = score_texts(scorer, tokenizer, flat_prompts, flat_texts, max_length, truncate)
     values = np.array([s.mean if length_normalize else s.total for s in scored])
     scores, start = [], 0
     for cands in candidates:

@@ -60,3 +60,19 @@ def test_bad_requests_are_named(tmp_path, capsys):
     assert "REQUEST" in capsys.readouterr().err
     assert main(["generate", "--checkpoint", str(tmp_path), "x"]) == 2
     assert "training workdir" in capsys.readouterr().err
+
+
+def test_long_prompts_are_refused_or_cut_to_the_trained_length(capsys, caplog):
+    long_prompt = "Identify the cell type of a human cell: " + "CD3D " * 400
+    score = ["score", "--checkpoint", str(pbmc_workdir()), "--prompt", long_prompt, "CD19+ B."]
+    assert main(score) == 2
+    assert "over the 256-token sequences" in capsys.readouterr().err
+    assert main([*score, "--truncate"]) == 0
+    record = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert np.isfinite(record["logprob"])
+    assert "prompt cut from" in caplog.text and "(--truncate)" in caplog.text
+
+    generate = ["generate", "--checkpoint", str(pbmc_workdir()), "--raw", long_prompt]
+    assert main([*generate, "--max-new-tokens", "4"]) == 2
+    assert "--truncate" in capsys.readouterr().err
+    assert main([*generate, "--max-new-tokens", "4", "--truncate"]) == 0

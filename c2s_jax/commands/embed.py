@@ -39,16 +39,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    import anndata
     import numpy as np
 
-    from c2s_jax.atomic_write import atomic_path
+    from c2s_jax.atomic_write import atomic_path, check_output_file
     from c2s_jax.data.cell_sentences import cell_sentences
+    from c2s_jax.data.expression_source import read_anndata
     from c2s_jax.embeddings import CellEmbedder
     from c2s_jax.model_bundle import load_bundle
 
+    check_output_file(args.output)
+    if args.plot:
+        check_output_file(args.plot, "--plot")
+    adata = read_anndata(args.input)
     bundle = load_bundle(args.checkpoint)
-    adata = anndata.read_h5ad(args.input)
     if args.color and args.color not in adata.obs:
         raise InputError(f"--color {args.color}: {args.input} has no obs column '{args.color}'")
     sentences = cell_sentences(

@@ -38,6 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object per sample")
     p.add_argument("--tokenizer", help="SentencePiece model for a checkpoint without one")
     p.add_argument("--tokenizer-family", choices=("gemma", "pythia", "c2s"))
+    p.add_argument(
+        "--truncate",
+        action="store_true",
+        help="cut prompts longer than the model's training sequences at their end "
+        "(default: refuse them)",
+    )
     p.set_defaults(run=_run)
 
 
@@ -46,13 +52,22 @@ def _requests(args: argparse.Namespace) -> list[str]:
     if args.prompts_file:
         path = Path(args.prompts_file)
         try:
-            requests += [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            text = path.read_text(encoding="utf-8")
         except OSError as err:
             raise InputError(f"--prompts-file {path}: {err.strerror}") from None
+        except UnicodeDecodeError as err:
+            raise InputError(
+                f"--prompts-file {path}: not UTF-8 text (byte {err.start}); save it as UTF-8"
+            ) from None
+        requests += [line.strip() for line in text.splitlines() if line.strip()]
     if not requests:
         raise InputError("give at least one REQUEST or --prompts-file FILE")
     if args.num_samples < 1:
         raise InputError(f"-n/--num-samples must be >= 1, got {args.num_samples}")
+    if args.out_h5ad:
+        from c2s_jax.atomic_write import check_output_file
+
+        check_output_file(args.out_h5ad, "--out-h5ad")
     return requests
 
 
@@ -87,6 +102,7 @@ def _run(args: argparse.Namespace) -> None:
         constrain=constrain,
         raw=args.raw,
         batch_size=args.batch_size,
+        truncate=args.truncate,
     )
     for request, sentence, completion in zip(
         cells.requests, cells.sentences, cells.completions, strict=True

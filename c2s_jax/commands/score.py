@@ -28,6 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--jsonl", default=None, help="many prompts at once (see above)")
     p.add_argument("--mean", action="store_true", help="rank by mean per-token log-prob")
     p.add_argument("--tokens", action="store_true", help="print every token's log-prob")
+    p.add_argument(
+        "--truncate",
+        action="store_true",
+        help="cut prompts longer than the model's training sequences at their end "
+        "(default: refuse them)",
+    )
     p.set_defaults(run=_run)
 
 
@@ -38,9 +44,13 @@ def _requests(args: argparse.Namespace) -> list[dict]:
     if args.jsonl:
         path = Path(args.jsonl)
         try:
-            lines = path.read_text().splitlines()
+            lines = path.read_text(encoding="utf-8").splitlines()
         except OSError as err:
             raise InputError(f"--jsonl {path}: {err.strerror}") from None
+        except UnicodeDecodeError as err:
+            raise InputError(
+                f"--jsonl {path}: not UTF-8 text (byte {err.start}); save it as UTF-8"
+            ) from None
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -65,8 +75,14 @@ def _run(args: argparse.Namespace) -> None:
     scorer = Scorer.from_bundle(bundle)
     tokenizer = bundle.tokenizer
     texts = [r for r in requests if "text" in r]
+    limit = bundle.trained_length
     scored = score_texts(
-        scorer, tokenizer, [r["prompt"] for r in texts], [r["text"] for r in texts]
+        scorer,
+        tokenizer,
+        [r["prompt"] for r in texts],
+        [r["text"] for r in texts],
+        limit,
+        args.truncate,
     )
     for request, result in zip(texts, scored, strict=True):
         record = {
@@ -89,6 +105,8 @@ def _run(args: argparse.Namespace) -> None:
             [r["prompt"] for r in choices],
             [r["choices"] for r in choices],
             length_normalize=args.mean,
+            max_length=limit,
+            truncate=args.truncate,
         )
         for request, values, winner in zip(choices, scores, best, strict=True):
             ranked = sorted(

@@ -98,8 +98,13 @@ def load_flax(
         nnx.to_pure_dict(shardings),
     )
     with ocp.StandardCheckpointer() as checkpointer:
-        stored = checkpointer.metadata(ckpt / PARAMS_DIR).item_metadata
-        problems = _mismatches(_shapes(stored), _shapes(target))
+        stored = _shapes(checkpointer.metadata(ckpt / PARAMS_DIR).item_metadata)
+        if not stored:
+            raise CheckpointError(
+                f"{ckpt / PARAMS_DIR} lists no parameters: its index is damaged or the copy is "
+                "incomplete; export or copy the model again"
+            )
+        problems = _mismatches(stored, _shapes(target))
         if problems:
             raise CheckpointError(
                 f"{ckpt / PARAMS_DIR} does not match {CONFIG_FILE}: " + "; ".join(problems)

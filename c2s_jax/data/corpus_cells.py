@@ -13,6 +13,7 @@ import pandas as pd
 
 from c2s_jax.data.cell_sentences import CellSentences, cell_sentences
 from c2s_jax.data.corpus_config import EMBEDDED_PBMC, DatasetSpec, SplitSpec
+from c2s_jax.data.expression_source import read_anndata
 from c2s_jax.data.perturbation import ControlPairs, pair_controls
 from c2s_jax.data.splits import SPLIT_IDS, assign_splits
 from c2s_jax.errors import InputError
@@ -147,7 +148,7 @@ def open_dataset(spec: DatasetSpec) -> anndata.AnnData | str:
 
         return pbmc68k_counts()
     if spec.spatial_key or spec.description_uns_key:
-        return anndata.read_h5ad(spec.path, backed="r")
+        return read_anndata(spec.path, backed="r")
     return spec.path
 
 

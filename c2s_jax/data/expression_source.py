@@ -134,6 +134,14 @@ class ExpressionSource:
                 raise InputError(f"{self.where} has {what} (first in cell {cell!r}): {hint}")
 
 
+def read_anndata(path: str | os.PathLike, backed: str | None = None) -> anndata.AnnData:
+    """`anndata.read_h5ad(path, backed)`, with a missing file, or one that is not HDF5,
+    told in one line (InputError) instead of h5py's error."""
+    path = Path(path)
+    _open_h5ad(path).close()
+    return anndata.read_h5ad(path, backed=backed)
+
+
 def _open_h5ad(path: Path) -> h5py.File:
     if not path.exists():
         raise InputError(f"{path}: no such file")

@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from c2s_jax.atomic_write import atomic_path, write_text_atomic
+from c2s_jax.atomic_write import atomic_path, check_output_file, write_text_atomic
 from c2s_jax.data.cell_sentences import DataInput, SentenceChunk, SentenceOptions, SentenceStream
 from c2s_jax.data.ranking import SentenceWriter
 from c2s_jax.errors import InputError
@@ -70,6 +70,7 @@ def write_sentences(
     options = options or SentenceOptions()
     if output.suffix != ".parquet":
         raise InputError(f"{output}: the output must be a .parquet file")
+    check_output_file(output)
     if compression not in COMPRESSIONS:
         raise InputError(f"compression must be one of {COMPRESSIONS}, got {compression!r}")
     began = time.perf_counter()

@@ -364,7 +364,7 @@ def run_grpo(
 
     Raises:
       WorkdirBusyError: another run holds `workdir`.
-      CheckpointError: no checkpoint can be restored (see `strict_restore`).
+      RestoreError: no checkpoint can be restored (see `strict_restore`).
       NonFiniteLossError: the loss became NaN or infinite.
     """
     mesh = parallel.make_mesh(dict(cfg.mesh), cfg.dcn_data)
@@ -376,7 +376,6 @@ def run_grpo(
             "(`c2s train` exports one at the end of a run)"
         )
     workdir_path = storage_path(workdir)
-    workdir_path.mkdir(parents=True, exist_ok=True)
     with workdir_lock(workdir_path, "c2s grpo"):
         return _run_locked(cfg, workdir_path, mesh, rules, strict_restore)
 
@@ -491,7 +490,12 @@ def _run_locked(cfg, workdir_path: epath.Path, mesh, rules, strict_restore) -> G
             workdir_path,
             step,
             lambda out: export_bundle(
-                policy, out, bundle.tokenizer.path, bundle.tokenizer.family, bundle.corpus
+                policy,
+                out,
+                bundle.tokenizer.path,
+                bundle.tokenizer.family,
+                bundle.corpus,
+                bundle.trained_length,
             ),
             "policy",
         )

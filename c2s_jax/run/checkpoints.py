@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 UNREADABLE_DIR = "unreadable_checkpoints"
 
 
-class CheckpointError(InputError):
+class RestoreError(InputError):
     """No checkpoint of a workdir can be restored (or, strictly, the newest cannot)."""
 
 
@@ -115,7 +115,7 @@ class Checkpoints:
           strict: stop at the first checkpoint that fails instead of falling back.
 
         Raises:
-          CheckpointError: with `strict`, the newest fails; or every checkpoint fails (most
+          RestoreError: with `strict`, the newest fails; or every checkpoint fails (most
             often the config changed since they were written), which leaves them all as
             they are.
         """
@@ -127,7 +127,7 @@ class Checkpoints:
                 reason = _first_line(err)
                 failed.append((step, reason))
                 if strict:
-                    raise CheckpointError(
+                    raise RestoreError(
                         f"the checkpoint of step {step} in {self.directory} cannot be read "
                         f"({reason}); rerun without --strict-restore to fall back to an older "
                         "one"
@@ -144,7 +144,7 @@ class Checkpoints:
             return restored
         if failed:
             step, reason = failed[0]
-            raise CheckpointError(
+            raise RestoreError(
                 f"no checkpoint in {self.directory} can be restored: the newest (step {step}) "
                 f"fails with {reason}. If the config changed since they were written, use a "
                 "new --workdir; otherwise move the checkpoints folder away to start over"

@@ -48,13 +48,26 @@ def workdir_lock(workdir: str | os.PathLike, command: str) -> Iterator[None]:
     """Holds the lock of `workdir` (created if missing) for the body of the `with`.
 
     Args:
-      workdir: the run's folder, local or a URL.
+      workdir: the run's folder, local or a URL; a local one created here is removed again
+        if the run leaves it empty.
       command: what holds it, for the message a second run sees (e.g. "c2s train").
 
     Raises:
       WorkdirBusyError: another live run holds it.
     """
     path = storage_path(workdir) / LOCK_FILE
+    created = not is_remote(path) and not path.parent.exists()
+    try:
+        with _held_by_chief(path, command):
+            yield
+    finally:
+        # A run that failed before writing anything leaves no empty workdir behind.
+        if created and path.parent.is_dir() and not any(path.parent.iterdir()):
+            path.parent.rmdir()
+
+
+@contextlib.contextmanager
+def _held_by_chief(path: epath.Path, command: str) -> Iterator[None]:
     if jax.process_count() == 1:
         with _held(path, command):
             yield

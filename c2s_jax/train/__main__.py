@@ -4,4 +4,4 @@ import sys
 
 from c2s_jax.cli import main
 
-raise SystemExit(main(["train", *sys.argv[1:]]))
+raise SystemExit(main(["train", *sys.argv[1:]], exit_at_failure=True))

@@ -68,7 +68,7 @@ def train(
 
     Raises:
       WorkdirBusyError: another run holds `workdir`.
-      CheckpointError: no checkpoint can be restored (see `strict_restore`).
+      RestoreError: no checkpoint can be restored (see `strict_restore`).
       NonFiniteLossError: the loss became NaN or infinite.
     """
     # Settings are checked before the workdir is touched: a bad value leaves nothing behind.
@@ -76,7 +76,6 @@ def train(
     rules = tuple(tuple(r) for r in cfg.rules)
     check_train_settings(cfg, parallel.batch_shards(mesh, rules))
     workdir_path = storage_path(workdir)
-    workdir_path.mkdir(parents=True, exist_ok=True)
     with workdir_lock(workdir_path, "c2s train"):
         return _train_locked(cfg, workdir_path, mesh, rules, strict_restore)
 
@@ -233,7 +232,7 @@ def _write_bundle(cfg: ml_collections.ConfigDict, model, out: Path) -> None:
         corpus["corpus_dir"] = str(storage_path(cfg.data.corpus_dir))
         tokenizer_path = Path(cfg.data.corpus_dir) / corpus["tokenizer"]["path"]
         family = corpus["tokenizer"]["family"]
-    export_bundle(model, out, tokenizer_path, family, corpus)
+    export_bundle(model, out, tokenizer_path, family, corpus, cfg.data.seq_len)
 
 
 def _check_finite(

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from c2s_jax.run.checkpoints import UNREADABLE_DIR, CheckpointError, Checkpoints
+from c2s_jax.run.checkpoints import UNREADABLE_DIR, Checkpoints, RestoreError
 
 
 def _state(step: int) -> dict:
@@ -64,7 +64,7 @@ def test_strict_restore_stops_at_the_damaged_checkpoint_and_moves_nothing(tmp_pa
     _write(tmp_path / "checkpoints")
     DAMAGE["emptied _METADATA"](tmp_path / "checkpoints" / "3")
     checkpoints = Checkpoints(tmp_path / "checkpoints", keep=5)
-    with pytest.raises(CheckpointError, match=r"step 3 in .* cannot be read .*--strict-restore"):
+    with pytest.raises(RestoreError, match=r"step 3 in .* cannot be read .*--strict-restore"):
         checkpoints.restore_newest(_state(0), strict=True)
     checkpoints.close()
     assert (tmp_path / "checkpoints" / "3").is_dir()
@@ -75,7 +75,7 @@ def test_when_no_checkpoint_reads_the_error_says_why_and_nothing_is_moved(tmp_pa
     _write(tmp_path / "checkpoints", steps=(1, 2))
     checkpoints = Checkpoints(tmp_path / "checkpoints", keep=5)
     changed = {"w": jnp.zeros(7), "b": jnp.zeros((40, 40))}  # the config changed the shapes
-    with pytest.raises(CheckpointError, match=r"no checkpoint .*step 2.*new --workdir"):
+    with pytest.raises(RestoreError, match=r"no checkpoint .*step 2.*new --workdir"):
         checkpoints.restore_newest(changed)
     checkpoints.close()
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["1", "2"]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from etils import epath
 
-from c2s_jax.errors import InputError
+from c2s_jax.errors import WRITING_NOTE, InputError
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, target)
+    except OSError as err:
+        # Writers name the temporary file, if anything: the user knows the target.
+        err.add_note(f"{WRITING_NOTE}{target}")
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

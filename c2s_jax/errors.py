@@ -1,5 +1,9 @@
 """The error users see for bad input: it names the file, field or key and says what to do."""
 
+# How an I/O failure during an atomic write is annotated with its target (a PEP 678 note),
+# so the one-line report names the file the user asked for, not a temporary one.
+WRITING_NOTE = "while writing "
+
 
 class InputError(ValueError):
     """Raised for unusable user input (a file, an AnnData field, a config key).

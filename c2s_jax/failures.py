@@ -9,7 +9,7 @@ and keeps its traceback.
 import errno
 import re
 
-from c2s_jax.errors import InputError, NonFiniteLossError
+from c2s_jax.errors import WRITING_NOTE, InputError, NonFiniteLossError
 
 # What a message says when the real cause is an OSError seen only as text (TensorStore and
 # orbax report I/O errors of their own threads as strings).
@@ -43,9 +43,10 @@ def describe(err: BaseException) -> str | None:
     for link in chain:
         if isinstance(link, InputError | NonFiniteLossError):
             return str(link)
+    target = _target(chain)
     for link in chain:
         if isinstance(link, OSError) and link.errno in _ADVICE:
-            where = link.filename or ""
+            where = target or link.filename
             return f"{where}: {_ADVICE[link.errno]}" if where else _ADVICE[link.errno]
     for link in chain:
         if isinstance(link, UnicodeDecodeError):
@@ -54,7 +55,7 @@ def describe(err: BaseException) -> str | None:
         text = _first_line(link)
         for marker, code in _TEXT_ERRNOS.items():
             if marker in str(link):
-                return f"{_ADVICE[code]} ({text})"
+                return f"{target}: {_ADVICE[code]}" if target else f"{_ADVICE[code]} ({text})"
     for link in chain:
         text = _first_line(link)
         if _DEVICE_MEMORY in str(link):
@@ -70,6 +71,15 @@ def describe(err: BaseException) -> str | None:
                 f"a checkpoint or bundle on disk is damaged or incomplete ({text}); export "
                 "or download it again (training resumes from an older checkpoint by itself)"
             )
+    return None
+
+
+def _target(chain: list[BaseException]) -> str | None:
+    """The file an atomic write was making when it failed (its note), if any."""
+    for link in chain:
+        for note in getattr(link, "__notes__", ()):
+            if note.startswith(WRITING_NOTE):
+                return note.removeprefix(WRITING_NOTE)
     return None
 
 

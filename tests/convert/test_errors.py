@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
+from c2s_jax.cli import main
 from c2s_jax.convert import CheckpointError, load_hf
 from c2s_jax.convert.safetensors_io import INDEX_FILE, SINGLE_FILE
 from c2s_jax.errors import InputError
@@ -134,3 +135,18 @@ def test_legacy_neox_buffers_are_skipped(pythia_dir, tmp_path):
     ok = edited_copy(pythia_dir, tmp_path / "c", edit_tensors=add_buffers)
     model, _ = load_hf(ok)
     assert model.layers.attn.wq[...].shape == (2, 64, 4, 16)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbled header"])
+def test_a_damaged_safetensors_file_is_one_line(gemma_dir, tmp_path, damage, capsys):
+    bad = edited_copy(gemma_dir, tmp_path / "c")
+    data = (bad / SINGLE_FILE).read_bytes()
+    if damage == "truncated":
+        (bad / SINGLE_FILE).write_bytes(data[: len(data) // 2])
+    else:
+        (bad / SINGLE_FILE).write_bytes(data[:8] + b"\xff" * 32 + data[40:])
+    out = tmp_path / "flax"
+    assert main(["convert", "hf2flax", str(bad), str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("c2s convert: error: "), err
+    assert "safetensors" in err[0] and not out.exists()

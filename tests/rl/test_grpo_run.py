@@ -73,6 +73,10 @@ def two_steps(tmp_path_factory) -> Path:
     assert not (workdir / "exports").exists()
     resumed = grpo.run_grpo(cfg, workdir)
     assert resumed.step == 2 and not resumed.preempted
+    # A rerun of the finished run returns its stored result and writes nothing.
+    stored = (workdir / "result.json").read_bytes()
+    assert grpo.run_grpo(cfg, workdir) == resumed
+    assert (workdir / "result.json").read_bytes() == stored
     return workdir
 
 

@@ -38,6 +38,20 @@ def losses(workdir: Path, split: str = "train") -> dict[int, float]:
     return {r["step"]: r["loss"] for r in map(json.loads, lines) if r["split"] == split}
 
 
+def training_command(workdir: Path, *overrides: str) -> list[str]:
+    """The command line that trains the tiny experiment in `workdir`."""
+    return [
+        sys.executable,
+        "-m",
+        "c2s_jax.train",
+        "--config",
+        str(TINY),
+        "--workdir",
+        str(workdir),
+        *(f"--config.{o}" for o in (*FAST, *overrides)),
+    ]
+
+
 def run_training(
     workdir: Path,
     *overrides: str,
@@ -48,16 +62,7 @@ def run_training(
 ):
     """`python -m c2s_jax.train` in a fresh process with `devices` virtual CPU devices;
     with `check`, asserts that it succeeds."""
-    command = [
-        sys.executable,
-        "-m",
-        "c2s_jax.train",
-        "--config",
-        str(TINY),
-        "--workdir",
-        str(workdir),
-        *(f"--config.{o}" for o in (*FAST, *overrides)),
-    ]
+    command = training_command(workdir, *overrides)
     environment = {**virtual_device_env(devices), **(env or {})}
     if not wait:
         return subprocess.Popen(

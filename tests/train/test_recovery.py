@@ -3,14 +3,21 @@ ends with the same losses and result as a run that was never interrupted, and le
 temporaries behind. Kills are real SIGKILLs at named moments (`run.fault_points`)."""
 
 import json
+import resource
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import pytest
+
+from c2s_jax.local_cache import CACHE_ENV
 from c2s_jax.run.checkpoints import UNREADABLE_DIR
 from c2s_jax.run.fault_points import KILL_ENV
 from c2s_jax.train.loop import train
-from tests.train.conftest import losses, run_training
+from tests.train.conftest import losses, run_training, training_command
+from tests.virtual_devices import virtual_device_env
 
 
 def _killed_at(workdir: Path, moment: str) -> None:
@@ -76,3 +83,46 @@ def test_a_second_train_on_a_busy_workdir_stops_in_one_line(tmp_path):
     assert second.returncode == 2
     assert second.stderr.strip().splitlines()[-1].startswith("c2s train: error: ")
     assert f"in use by c2s train (pid {holder.pid} " in second.stderr
+
+
+def _limited_file_size(kib: int):
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (kib * 1024, kib * 1024))
+
+    return limit
+
+
+@pytest.mark.parametrize("verb", ["train", "sentences"])
+def test_a_full_disk_ends_in_one_line_with_the_cause_last(verb, tmp_path, pbmc_counts):
+    # `ulimit -f` makes writes past the limit fail with EFBIG, as a full disk fails them
+    # with ENOSPC, on any machine.
+    if verb == "train":
+        command = training_command(tmp_path / "run")
+        limit = 40  # KiB: the metrics fit, the first checkpoint does not
+    else:
+        source = tmp_path / "cells.h5ad"
+        pbmc_counts.write_h5ad(source)
+        command = [
+            sys.executable,
+            "-m",
+            "c2s_jax",
+            "sentences",
+            str(source),
+            str(tmp_path / "out.parquet"),
+            "--no-progress",
+        ]
+        limit = 8
+    environment = {**virtual_device_env(1), CACHE_ENV: str(tmp_path / "cache")}
+    done = subprocess.run(
+        command,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_limited_file_size(limit),
+    )
+    lines = [x for x in done.stderr.splitlines() if x.strip() and "%|" not in x]
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert lines[-1].startswith(f"c2s {verb}: error: "), done.stderr[-3000:]
+    assert "file size limit" in lines[-1]
+    assert "Traceback" not in done.stderr and len(lines) < 12, done.stderr[-3000:]

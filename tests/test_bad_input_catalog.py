@@ -136,6 +136,11 @@ CASES: list[tuple[str, Callable[[Inputs], list[str]], str]] = [
         "missing.py",
     ),
     (
+        "tokenizer: missing config",
+        lambda i: ["tokenizer", "train", "--config", i.missing_py, "--out", i.tokenizer],
+        "missing.py",
+    ),
+    (
         "sweep: missing config",
         lambda i: ["sweep", "--config", i.missing_py, "--out", i.sweep],
         "missing.py",

@@ -12,6 +12,7 @@ import pytest
 
 from c2s_jax.cli import main
 from c2s_jax.json_lines import append_json_line
+from c2s_jax.run.workdir_lock import workdir_lock
 from c2s_jax.sweeps import local, results
 from c2s_jax.sweeps.local import run_local
 from c2s_jax.sweeps.spec import load_sweep
@@ -144,3 +145,11 @@ def test_the_train_command_is_c2s_train_with_the_member_overrides(tmp_path):
     ]  # fmt: skip
     assert command[8:] == [f"--config.{o}" for o in (*TINY_RUN, "seed=1")]
     assert results.read_results(tmp_path / "out" / "results.jsonl") == []
+
+
+def test_a_second_sweep_on_the_same_out_stops_naming_the_first(tmp_path, capsys):
+    sweep_file = write_sweep(tmp_path / "s.py", 'axis("seed", "seed", (0, 1))')
+    with workdir_lock(tmp_path / "out", "c2s sweep"):
+        assert main(["sweep", "--config", str(sweep_file), "--out", str(tmp_path / "out")]) == 2
+    assert "is in use by c2s sweep (pid" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "logs").exists()

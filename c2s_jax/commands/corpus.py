@@ -1,4 +1,5 @@
-"""`c2s corpus build`: a multi-task corpus of .h5ad files as pre-tokenized ArrayRecord shards."""
+"""`c2s corpus build`: a multi-task corpus of single-cell datasets as pre-tokenized
+ArrayRecord shards."""
 
 import argparse
 import time

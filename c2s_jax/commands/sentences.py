@@ -1,4 +1,5 @@
-"""`c2s sentences`: cell sentences of .h5ad files, written to Parquet with metadata."""
+"""`c2s sentences`: cell sentences of single-cell inputs (h5ad, zarr, 10x, loom), written
+to Parquet with metadata."""
 
 import argparse
 
@@ -9,13 +10,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Adds `c2s sentences` to the subcommands."""
     p = sub.add_parser(
         "sentences",
-        help="write cell sentences of .h5ad files to Parquet (+ .meta.json beside it)",
+        help="write cell sentences of h5ad, zarr, 10x or loom inputs to Parquet (+ .meta.json)",
         description="Rank each cell's expressed genes by descending expression and write one "
         "row per cell: cell_name, cell_sentence and the chosen obs columns. The vocabulary, "
         "statistics and the inverse-transform fit go to OUTPUT.meta.json.",
     )
     p.add_argument(
-        "paths", nargs="+", metavar="PATH", help="input .h5ad files, then OUTPUT.parquet"
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="inputs (.h5ad, .zarr, 10x .h5 or mtx folder, .loom), then OUTPUT.parquet",
     )
     p.add_argument("--top-k", type=int, default=None, help="keep the first K genes of each cell")
     p.add_argument("--seed", type=int, default=0, help="seed of the random tie-break (default 0)")
@@ -74,7 +78,7 @@ def _run_sentences(args: argparse.Namespace) -> None:
     from c2s_jax.data.sentence_files import COMPRESSIONS, write_sentences
 
     if len(args.paths) < 2:
-        raise InputError("give at least one input .h5ad and then OUTPUT.parquet")
+        raise InputError("give at least one input (.h5ad, .zarr, 10x, .loom), then OUTPUT.parquet")
     for flag, value, allowed in (
         ("--duplicates", args.duplicates, DUPLICATE_POLICIES),
         ("--compression", args.compression, COMPRESSIONS),

@@ -6,9 +6,10 @@ every cell without ties the order equals the cell2sentence package's `generate_s
 on the same normalized matrix.
 
 Inputs stream in row chunks (memory bounded by `chunk_size`), from in-memory AnnData or
-backed .h5ad files, one or many. Counts are ranked as they are (per-cell normalization
-and log1p are monotone, so they never change a cell's order); normalization is applied to
-the sample of cells that the inverse fit uses, and the fit travels with the sentences.
+files of any format `c2s_jax.data.readers` reads, one or many. Counts are ranked as they
+are (per-cell normalization and log1p are monotone, so they never change a cell's order);
+normalization is applied to the sample of cells that the inverse fit uses, and the fit
+travels with the sentences.
 """
 
 import dataclasses
@@ -204,7 +205,8 @@ class SentenceStream:
     inverse-transform fit.
 
     Args:
-      inputs: AnnData objects or .h5ad paths, processed in order.
+      inputs: AnnData objects or input paths (any format of `c2s_jax.data.readers`),
+        processed in order.
       options: see `SentenceOptions`.
       obs_keys: obs columns carried along with each cell.
       progress: show a progress bar over cells.
@@ -218,7 +220,7 @@ class SentenceStream:
         progress: bool = True,
     ):
         if not inputs:
-            raise InputError("no input given: pass at least one AnnData or .h5ad path")
+            raise InputError("no input given: pass at least one AnnData or input path")
         clash = [k for k in obs_keys if k in RESERVED_COLUMNS]
         if clash:
             raise InputError(
@@ -422,7 +424,7 @@ def cell_sentences(
     """Cell sentences of one AnnData (or .h5ad path), in memory.
 
     Args:
-      data: AnnData or .h5ad path.
+      data: AnnData or an input path (any format of `c2s_jax.data.readers`).
       obs_keys: obs columns to carry along.
       progress: show a progress bar.
       **options: any `SentenceOptions` field (top_k=, seed=, layer=, raw=, min_genes=, ...).

@@ -1,23 +1,23 @@
-"""One expression matrix of an AnnData, read in row chunks with its obs and var tables.
+"""One expression matrix, read in row chunks with its obs and var tables.
 
-The matrix is X, a named layer, or .raw.X, of an in-memory AnnData or of an .h5ad on disk.
-On disk the file is opened read-only and only the rows of one chunk are ever in memory, so
-an atlas-sized file streams with memory bounded by the chunk.
+The matrix is X, a named layer, or .raw.X, of an in-memory AnnData, or of any input on
+disk that `c2s_jax.data.readers` reads (h5ad, zarr, 10x h5 and mtx, loom). On disk only
+the rows of one chunk are ever in memory, so an atlas-sized input streams with memory
+bounded by the chunk.
 """
 
 import dataclasses
 import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import anndata
-import anndata.io
-import h5py
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
-from c2s_jax.data.obs_table import DiskObsTable, ObsTable
+from c2s_jax.data.obs_table import ObsTable
+from c2s_jax.data.readers import open_matrix
+from c2s_jax.data.readers.base import MatrixReader
+from c2s_jax.data.readers.detect import H5AD, detect_format
 from c2s_jax.errors import InputError
 
 
@@ -44,29 +44,28 @@ class ExpressionSource:
     """Row-chunked access to one expression matrix [cells, genes] and its obs/var tables.
 
     Args:
-      data: an AnnData in memory, or the path of an .h5ad file (opened backed, read-only).
+      data: an AnnData in memory, or the path of an input on disk (opened read-only).
       choice: which matrix to read.
     """
 
     def __init__(self, data: anndata.AnnData | str | os.PathLike, choice: MatrixChoice):
         self.choice = choice
-        self._file: h5py.File | None = None
+        self._reader: MatrixReader | None = None
         if isinstance(data, anndata.AnnData):
             self.name = "AnnData"
-            self._matrix, self.var = _in_memory_matrix(data, choice)
+            matrix, self.var = _in_memory_matrix(data, choice)
             self.obs = ObsTable(data.obs)
+            shape = matrix.shape
+            self._rows = lambda start, stop: matrix[start:stop]
         else:
-            path = Path(data)
-            self.name = str(path)
-            self._file = _open_h5ad(path)
-            self._matrix, self.var = _on_disk_matrix(self._file, path, choice)
-            if "obs" not in self._file:
-                raise InputError(f"{path}: no 'obs' table; is this an AnnData .h5ad file?")
-            self.obs = DiskObsTable(self._file["obs"])
-        self.n_cells, self.n_genes = (int(n) for n in self._matrix.shape)
+            self._reader = reader = open_matrix(data, choice.field)
+            self.name, self.var, self.obs, shape = reader.name, reader.var, reader.obs, reader.shape
+            self._rows = reader.rows
+        self.n_cells, self.n_genes = (int(n) for n in shape)
         if len(self.obs) != self.n_cells or len(self.var) != self.n_genes:
+            self.close()
             raise InputError(
-                f"{self.name}: {choice.field} has shape {self._matrix.shape} but obs has "
+                f"{self.name}: {choice.field} has shape {tuple(shape)} but obs has "
                 f"{len(self.obs)} rows and var has {len(self.var)} rows; the file is inconsistent"
             )
 
@@ -76,10 +75,10 @@ class ExpressionSource:
         return f"{self.name}: {self.choice.field}"
 
     def close(self) -> None:
-        """Closes the backing file, if any."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Closes the backing input, if any."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     def __enter__(self) -> "ExpressionSource":
         return self
@@ -106,7 +105,7 @@ class ExpressionSource:
             raise InputError(f"chunk_size must be a positive number of cells, got {chunk_size}")
         for start in range(0, self.n_cells, chunk_size):
             stop = min(start + chunk_size, self.n_cells)
-            block = self._matrix[start:stop]
+            block = self._rows(start, stop)
             block = block.tocsr() if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
             block.sort_indices()
             self._check_values(block, start)
@@ -135,53 +134,12 @@ class ExpressionSource:
 
 
 def read_anndata(path: str | os.PathLike, backed: str | None = None) -> anndata.AnnData:
-    """`anndata.read_h5ad(path, backed)`, with a missing file, or one that is not HDF5,
+    """`anndata.read_h5ad(path, backed)`, with a missing file, or one that is not an .h5ad,
     told in one line (InputError) instead of h5py's error."""
-    path = Path(path)
-    _open_h5ad(path).close()
+    kind = detect_format(path)
+    if kind != H5AD:
+        raise InputError(f"{path}: a {kind} input, where an AnnData .h5ad file is needed")
     return anndata.read_h5ad(path, backed=backed)
-
-
-def _open_h5ad(path: Path) -> h5py.File:
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    try:
-        return h5py.File(path, "r")
-    except OSError as err:
-        raise InputError(f"{path}: not an .h5ad (HDF5) file ({err})") from None
-
-
-def _read_table(file: h5py.File, key: str, path: Path) -> pd.DataFrame:
-    if key not in file:
-        raise InputError(f"{path}: no '{key}' table; is this an AnnData .h5ad file?")
-    return anndata.io.read_elem(file[key])
-
-
-def _on_disk_matrix(file: h5py.File, path: Path, choice: MatrixChoice):
-    if choice.raw:
-        if "raw" not in file:
-            raise InputError(f"{path}: has no .raw; drop --raw or choose a layer")
-        element, var = file["raw/X"], _read_table(file, "raw/var", path)
-    elif choice.layer:
-        layers = file.get("layers", {})
-        if choice.layer not in layers:
-            raise InputError(
-                f"{path}: no layer '{choice.layer}' (available: {', '.join(layers) or 'none'})"
-            )
-        element, var = layers[choice.layer], _read_table(file, "var", path)
-    else:
-        if "X" not in file:
-            raise InputError(f"{path}: no X matrix; is this an AnnData .h5ad file?")
-        element, var = file["X"], _read_table(file, "var", path)
-    if isinstance(element, h5py.Dataset):
-        return element, var
-    encoding = element.attrs.get("encoding-type", "")
-    if encoding == "csc_matrix":
-        raise InputError(
-            f"{path}: {choice.field} is stored column-major (CSC), which cannot be streamed by "
-            "cells; rewrite it as CSR (adata.X = adata.X.tocsr(); adata.write_h5ad(...))"
-        )
-    return anndata.io.sparse_dataset(element), var
 
 
 def _in_memory_matrix(adata: anndata.AnnData, choice: MatrixChoice):

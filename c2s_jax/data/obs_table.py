@@ -35,9 +35,10 @@ class ObsTable:
 
 
 class DiskObsTable(ObsTable):
-    """Row-range access to the obs group of an open .h5ad file."""
+    """Row-range access to the obs group of an AnnData on disk (an h5py group of an .h5ad
+    file, or a zarr group)."""
 
-    def __init__(self, group: h5py.Group):
+    def __init__(self, group):
         self._group = group
         self._index = group[group.attrs["_index"]]
         self._categories: dict[str, pd.Index] = {}
@@ -48,11 +49,11 @@ class DiskObsTable(ObsTable):
         return [str(c) for c in self._group.attrs.get("column-order", [])]
 
     def __len__(self) -> int:
-        return len(self._index)
+        return int(self._index.shape[0])
 
     def names(self, rows: np.ndarray) -> np.ndarray:
         first, stop = _span(rows)
-        return np.asarray(self._index.asstr()[first:stop], dtype=str)[rows - first]
+        return _strings(self._index, first, stop)[rows - first]
 
     def frame(self, columns: list[str], rows: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame({c: self._column(c, rows) for c in columns})
@@ -61,9 +62,10 @@ class DiskObsTable(ObsTable):
         element = self._group[name]
         first, stop = _span(rows)
         encoding = element.attrs.get("encoding-type", "")
-        if isinstance(element, h5py.Dataset) and encoding in ("array", "string-array"):
-            values = element.asstr() if encoding == "string-array" else element
-            return np.asarray(values[first:stop])[rows - first]
+        if not hasattr(element, "keys") and encoding in ("array", "string-array"):
+            if encoding == "string-array":
+                return _strings(element, first, stop)[rows - first]
+            return np.asarray(element[first:stop])[rows - first]
         if encoding == "categorical":
             if name not in self._categories:
                 self._categories[name] = pd.Index(anndata.io.read_elem(element["categories"]))
@@ -75,7 +77,45 @@ class DiskObsTable(ObsTable):
         return self._whole_columns[name].to_numpy()[rows]
 
 
+def _strings(array, first: int, stop: int) -> np.ndarray:
+    """array[first:stop] as str: h5py stores bytes (decoded by .asstr()), zarr objects."""
+    if isinstance(array, h5py.Dataset):
+        return np.asarray(array.asstr()[first:stop], dtype=str)
+    # zarr gives numpy's variable-width StringDType, which casts to str through object.
+    return np.asarray(array[first:stop]).astype(object).astype(str)
+
+
 def _span(rows: np.ndarray) -> tuple[int, int]:
     if len(rows) == 0:
         return 0, 0
     return int(rows.min()), int(rows.max()) + 1
+
+
+class ArraysObsTable(ObsTable):
+    """Row-range access to cell names and columns kept as separate 1-D arrays on disk (a
+    10x file's barcodes, a loom file's col_attrs): only a block's rows are read."""
+
+    def __init__(self, names, columns: dict):
+        self._names = names
+        self._arrays = columns
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self._arrays)
+
+    def __len__(self) -> int:
+        return int(self._names.shape[0])
+
+    def names(self, rows: np.ndarray) -> np.ndarray:
+        first, stop = _span(rows)
+        return _strings(self._names, first, stop)[rows - first]
+
+    def frame(self, columns: list[str], rows: np.ndarray) -> pd.DataFrame:
+        first, stop = _span(rows)
+        frame = {}
+        for name in columns:
+            array = self._arrays[name]
+            text = array.dtype.kind in "OSU"
+            values = _strings(array, first, stop) if text else np.asarray(array[first:stop])
+            frame[name] = values[rows - first]
+        return pd.DataFrame(frame)

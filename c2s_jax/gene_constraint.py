@@ -128,8 +128,7 @@ def tables_for_tokenizer(tokenizer, symbols: Sequence[str], vocab_size: int) -> 
     """Tables for gene ``symbols`` under a :class:`~c2s_jax.data.tokenizer.Tokenizer`;
     every piece that is exactly a period closes a sentence."""
     rows = [tokenizer.encode(f" {s}") for s in symbols]
-    processor = tokenizer.processor
-    periods = [i for i in range(processor.get_piece_size()) if processor.id_to_piece(i) == PERIOD]
+    periods = [i for i in range(tokenizer.vocab_size) if tokenizer.piece(i) == PERIOD]
     return build_tables(rows, vocab_size, periods, tokenizer.eos_id)
 
 

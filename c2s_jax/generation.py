@@ -10,6 +10,7 @@ expression with the corpus's inverse fit.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 
 import anndata
@@ -60,9 +61,25 @@ def cell_prompt(request: str, num_genes: int, templates: Templates | None = None
     return f"{prompt} {opening.format(index=1).rstrip()}"
 
 
-def sentence_of(text: str) -> str:
-    """The cell sentence in a completion: the words before the closing period."""
-    return " ".join(text.strip().split(".")[0].split())
+_CLOSING_PERIOD = re.compile(r"\.\s")
+
+
+def sentence_of(text: str, cut_short: bool = False) -> str:
+    """The cell sentence in a completion: the words before the closing period.
+
+    Args:
+      text: the completion's text.
+      cut_short: the completion hit its token limit before closing the sentence; its last
+        word may then be part of a gene that takes several tokens, and is dropped.
+    """
+    # The closing period ends the text or precedes a space; a period inside a symbol
+    # (CTD-3138B18.5) is part of the gene.
+    parts = _CLOSING_PERIOD.split(text.strip(), maxsplit=1)
+    closed = len(parts) > 1 or text.strip().endswith(".")
+    words = parts[0].removesuffix(".").split()
+    if cut_short and not closed and words:
+        words = words[:-1]
+    return " ".join(words)
 
 
 def generate_cells(
@@ -114,7 +131,8 @@ def generate_cells(
             max_prompt_tokens=bundle.trained_length,
             truncate=truncate,
         )
-    return GeneratedCells(rows, [sentence_of(c.text) for c in completions], completions)
+    sentences = [sentence_of(c.text, cut_short=c.finish == "length") for c in completions]
+    return GeneratedCells(rows, sentences, completions)
 
 
 def cells_to_anndata(cells: GeneratedCells, bundle: Bundle) -> anndata.AnnData:

@@ -1,9 +1,10 @@
 """A trained model with everything needed to use it: weights, tokenizer, corpus facts.
 
 A bundle is a directory holding an orbax model checkpoint (``model_config.json`` and
-``params/``, see :mod:`c2s_jax.convert.orbax_io`), the SentencePiece ``tokenizer.model``
-and ``c2s_model.json``: the tokenizer family and the corpus metadata that generation and
-evaluation need (gene symbols, inverse-transform fit, task names, corpus location). The
+``params/``, see :mod:`c2s_jax.convert.orbax_io`), the tokenizer (SentencePiece
+``tokenizer.model`` or ``tokenizer.json``) and ``c2s_model.json``: the tokenizer family
+and the corpus metadata that generation and evaluation need (gene symbols,
+inverse-transform fit, task names, corpus location). The
 trainer writes one at the end of a run under ``WORKDIR/exports/step_NNNNNNN``; anything
 that takes a bundle also takes the training workdir and uses its newest export, local or
 in an object store (``gs://``), whose bundle is first copied to a local cache.
@@ -27,13 +28,12 @@ from c2s_jax import parallel
 from c2s_jax.atomic_write import is_remote
 from c2s_jax.convert.atomic_dir import atomic_directory
 from c2s_jax.convert.orbax_io import CONFIG_FILE, load_flax, save_flax
-from c2s_jax.data.tokenizer import Tokenizer
+from c2s_jax.data.tokenizer import FILE_NAMES, Tokenizer
 from c2s_jax.errors import InputError
 from c2s_jax.local_cache import cache_root
 from c2s_jax.run import fault_points
 
 BUNDLE_FILE = "c2s_model.json"
-TOKENIZER_FILE = "tokenizer.model"
 EXPORTS_DIR = "exports"
 _STEP_DIR = re.compile(r"step_(\d+)$")
 
@@ -87,7 +87,8 @@ def export_bundle(
     Args:
       model: the model to save (adapters already merged).
       out_dir: a missing or empty directory.
-      tokenizer_path: the SentencePiece model to copy in, or None (no tokenizer).
+      tokenizer_path: the tokenizer file (SentencePiece .model or tokenizer.json) to copy
+        in, or None (no tokenizer).
       family: the tokenizer family ('gemma', 'pythia' or 'c2s').
       corpus: corpus metadata to keep beside the weights.
       trained_length: tokens per training sequence, if known.
@@ -102,7 +103,7 @@ def export_bundle(
             item.rename(tmp / item.name)
         (tmp / "model").rmdir()
         if tokenizer_path is not None:
-            shutil.copyfile(tokenizer_path, tmp / TOKENIZER_FILE)
+            shutil.copyfile(tokenizer_path, tmp / Tokenizer(tokenizer_path, family).file_name)
         fault_points.reached("export")
         description = {
             "tokenizer_family": family,
@@ -225,8 +226,8 @@ def load_bundle(
       path: bundle directory, training workdir, or a ``c2s convert hf2flax`` directory;
         a ``gs://`` bundle or workdir is first copied to a local cache (:func:`fetch_bundle`).
       mesh, rules: where the parameters go, as in :func:`c2s_jax.convert.load_flax`.
-      tokenizer, tokenizer_family: a SentencePiece model to use instead of the bundle's
-        (required for a bare checkpoint).
+      tokenizer, tokenizer_family: a tokenizer file (SentencePiece .model or
+        tokenizer.json) to use instead of the bundle's (required for a bare checkpoint).
       **config_overrides: model config fields that keep parameter shapes (e.g. dtype).
     """
     path = fetch_bundle(os.fspath(path)) if is_remote(path) else Path(path)
@@ -238,12 +239,17 @@ def load_bundle(
         bundle_dir = resolve(path)
         description = json.loads((bundle_dir / BUNDLE_FILE).read_text())
     family = tokenizer_family or description.get("tokenizer_family")
-    tokenizer_file = Path(tokenizer) if tokenizer is not None else bundle_dir / TOKENIZER_FILE
-    if not tokenizer_file.exists():
-        raise InputError(
-            f"{bundle_dir}: no {TOKENIZER_FILE} (the model was trained on synthetic tokens); "
-            "pass --tokenizer FILE --tokenizer-family gemma|pythia|c2s"
-        )
+    if tokenizer is not None:
+        tokenizer_file = Path(tokenizer)
+    else:
+        kept = [bundle_dir / name for name in FILE_NAMES.values() if (bundle_dir / name).exists()]
+        if not kept:
+            raise InputError(
+                f"{bundle_dir}: no {' or '.join(FILE_NAMES.values())} (the model was trained "
+                "on synthetic tokens); pass --tokenizer FILE --tokenizer-family "
+                "gemma|pythia|c2s"
+            )
+        tokenizer_file = kept[0]
     if family is None:
         raise InputError(f"{bundle_dir}: name the tokenizer family with --tokenizer-family")
     model, config = load_flax(bundle_dir, mesh, rules=rules, **config_overrides)

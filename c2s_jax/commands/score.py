@@ -93,7 +93,7 @@ def _run(args: argparse.Namespace) -> None:
         }
         if args.tokens:
             record["per_token"] = [
-                [tokenizer.processor.id_to_piece(int(t)), float(lp)]
+                [tokenizer.piece(int(t)), float(lp)]
                 for t, lp in zip(result.tokens, result.logprobs, strict=True)
             ]
         print(json.dumps(record))

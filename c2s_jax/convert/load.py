@@ -72,6 +72,10 @@ def _layer_setter(sharding: NamedSharding | None):
     )
 
 
+# Activation dtypes a checkpoint's stored dtype may set; others (float16) use `dtype`.
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
 def hf_model_config(
     path: str | os.PathLike,
     *,
@@ -88,8 +92,12 @@ def hf_model_config(
       CheckpointError: an architecture or variant this package does not implement.
     """
     reader = reader or CheckpointReader(path)
-    if compute_dtype is not None:
-        config_overrides["dtype"] = compute_dtype
+    # Computing in the checkpoint's own dtype is what transformers does; a float32
+    # checkpoint computed in bfloat16 differs from it by 0.5-1% in the logits.
+    stored = reader.config.get("torch_dtype") or reader.config.get("dtype")
+    config_overrides.setdefault(
+        "dtype", compute_dtype or (stored if stored in COMPUTE_DTYPES else dtype)
+    )
     try:
         family = families.for_hf_config(reader.config)
         return family.config_from_hf(reader.config, param_dtype=dtype, **config_overrides)
@@ -113,7 +121,8 @@ def load_hf(
         ``model-0000i-of-0000n.safetensors`` plus ``model.safetensors.index.json``.
       mesh: devices to shard over; ``None`` puts everything on the default device.
       dtype: parameter dtype (checkpoint tensors are cast to it).
-      compute_dtype: activation dtype; default the config's (bfloat16).
+      compute_dtype: activation dtype; default the checkpoint's (``torch_dtype`` in its
+        config.json, as transformers computes), else `dtype`.
       rules: (logical axis, mesh axis or None) pairs, e.g. ``[("embed", "fsdp")]``;
         logical axes not named, and mesh axes that do not divide a dimension, leave that
         dimension replicated (see :func:`c2s_jax.parallel.sharding_for`).

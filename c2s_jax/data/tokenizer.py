@@ -1,10 +1,13 @@
-"""SentencePiece tokenizers: load any .model by path, or train a gene-aware one.
+"""Tokenizers: SentencePiece ``.model`` files and ``tokenizer.json`` files (the format of
+the `tokenizers` library that transformers uses, e.g. Pythia's GPT-NeoX byte-level BPE),
+loaded by content; and the training of a gene-aware SentencePiece model.
 
 Cell sentences become token ids by table lookup: each gene symbol is tokenized once
 (as it appears mid-sentence, after a space) and a sentence is the concatenation of its
-genes' rows. SentencePiece never joins pieces across a space, so the table equals
-tokenizing the text whenever segment boundaries fall on spaces; `ExampleEncoder` checks
-that on a sample of examples and falls back to text tokenization when it does not hold.
+genes' rows. Neither tokenizer joins pieces across a space (SentencePiece by design,
+GPT-NeoX's pre-tokenizer splits there), so the table equals tokenizing the text whenever
+segment boundaries fall on spaces; `ExampleEncoder` checks that on a sample of examples
+and falls back to text tokenization when it does not hold.
 
 Special tokens follow the model family: Gemma (and our own tokenizer) puts BOS at the
 start of every example and EOS at its end; GPT-NeoX (Pythia) only ends examples with EOS.
@@ -14,6 +17,7 @@ Examples are packed later, so a BOS only ever opens an example, never sits insid
 import dataclasses
 import hashlib
 import io
+import json
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -29,60 +33,150 @@ FAMILIES = ("gemma", "pythia", "c2s")
 SPACE_MARK = "▁"
 # Byte fallback adds one piece per byte value, so no text is ever out of vocabulary.
 BYTE_PIECES = 256
+# The file name a tokenizer keeps in a model bundle or an HF export, by format.
+FILE_NAMES = {"sentencepiece": "tokenizer.model", "tokenizers": "tokenizer.json"}
+# Special-token spellings of each family in a tokenizer.json, in order of preference.
+_SPECIAL_NAMES = {
+    "bos": {"gemma": ("<bos>",), "c2s": ("<s>",), "pythia": ()},
+    "eos": {"gemma": ("<eos>",), "c2s": ("</s>",), "pythia": ("<|endoftext|>", "</s>")},
+}
 
 
 class Tokenizer:
-    """A SentencePiece model and the special-token rules of its family.
+    """A tokenizer file and the special-token rules of its family.
 
     Args:
-      path: the .model file.
+      path: a SentencePiece .model file or a `tokenizers` tokenizer.json (recognised by
+        content).
       family: 'gemma', 'pythia' or 'c2s'.
     """
 
     def __init__(self, path: str | Path, family: str):
-        import sentencepiece
-
         if family not in FAMILIES:
             raise InputError(f"tokenizer family must be one of {FAMILIES}, got '{family}'")
         self.path = Path(path)
         try:
-            proto = self.path.read_bytes()
+            content = self.path.read_bytes()
         except OSError as err:
-            raise InputError(f"{path}: cannot read the SentencePiece model ({err})") from None
-        self.sha256 = hashlib.sha256(proto).hexdigest()
-        self.processor = sentencepiece.SentencePieceProcessor()
-        try:
-            self.processor.LoadFromSerializedProto(proto)
-        except RuntimeError as err:
-            raise InputError(f"{path}: not a SentencePiece model ({err})") from None
+            raise InputError(f"{path}: cannot read the tokenizer ({err})") from None
+        self.sha256 = hashlib.sha256(content).hexdigest()
         self.family = family
-        self.bos_id = self.processor.bos_id() if family in ("gemma", "c2s") else None
-        self.eos_id = self.processor.eos_id()
+        if content.lstrip()[:1] == b"{":
+            self.format = "tokenizers"
+            self._backend = _TokenizersJson(self.path, content, family)
+        else:
+            self.format = "sentencepiece"
+            self._backend = _SentencePiece(self.path, content, family)
+        self.bos_id, self.eos_id = self._backend.bos_id, self._backend.eos_id
         for name, token in (("BOS", self.bos_id), ("EOS", self.eos_id)):
             if token is not None and token < 0:
                 raise InputError(f"{path}: the {family} family needs a {name} token; it has none")
 
     @property
+    def file_name(self) -> str:
+        """The name this tokenizer's file takes in a bundle or an HF export."""
+        return FILE_NAMES[self.format]
+
+    @property
     def vocab_size(self) -> int:
-        return self.processor.get_piece_size()
+        """Pieces, special and added tokens included."""
+        return self._backend.vocab_size
+
+    @property
+    def unknown_id(self) -> int | None:
+        """The unknown piece's id, or None where every byte sequence has pieces."""
+        return self._backend.unknown_id
 
     def encode(self, text: str) -> np.ndarray:
         """[n] int32 token ids of `text` (no special tokens)."""
-        return np.asarray(self.processor.encode(text), np.int32)
+        return np.asarray(self._backend.encode(text), np.int32)
 
     def decode(self, ids: Sequence[int]) -> str:
-        return self.processor.decode([int(i) for i in ids])
+        """The text of `ids`; special tokens (BOS, EOS) give no text."""
+        return self._backend.decode([int(i) for i in ids])
+
+    def piece(self, token: int) -> str:
+        """The vocabulary entry of `token` as the file spells it ('▁CD3D', 'ĠCD3D', '.')."""
+        return self._backend.piece(int(token))
 
     def describe(self) -> dict:
-        """Path, checksum, family and size: what the corpus metadata records."""
+        """Path, checksum, format, family, size and special ids: what metadata records."""
         return {
             "path": str(self.path.resolve()),
             "sha256": self.sha256,
+            "format": self.format,
             "family": self.family,
             "vocab_size": self.vocab_size,
             "bos_id": self.bos_id,
             "eos_id": self.eos_id,
         }
+
+
+class _SentencePiece:
+    def __init__(self, path: Path, content: bytes, family: str):
+        import sentencepiece
+
+        self.processor = sentencepiece.SentencePieceProcessor()
+        try:
+            self.processor.LoadFromSerializedProto(content)
+        except RuntimeError as err:
+            raise InputError(
+                f"{path}: neither a SentencePiece model nor a tokenizer.json ({err})"
+            ) from None
+        self.bos_id = self.processor.bos_id() if family in ("gemma", "c2s") else None
+        self.eos_id = self.processor.eos_id()
+        self.vocab_size = self.processor.get_piece_size()
+        unknown = self.processor.unk_id()
+        self.unknown_id = unknown if unknown >= 0 else None
+
+    def encode(self, text: str) -> list[int]:
+        return self.processor.encode(text)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.processor.decode(ids)
+
+    def piece(self, token: int) -> str:
+        return self.processor.id_to_piece(token)
+
+
+class _TokenizersJson:
+    def __init__(self, path: Path, content: bytes, family: str):
+        import tokenizers
+
+        try:
+            self.tokenizer = tokenizers.Tokenizer.from_str(content.decode("utf-8"))
+        except Exception as err:  # the library raises a bare Exception for a bad file
+            raise InputError(
+                f"{path}: not a tokenizer.json the tokenizers library reads ({err})"
+            ) from None
+        self.vocab_size = self.tokenizer.get_vocab_size(with_added_tokens=True)
+        self.bos_id = self._special(path, family, "bos")
+        self.eos_id = self._special(path, family, "eos")
+        model = json.loads(content).get("model", {})
+        unknown = model.get("unk_token")
+        self.unknown_id = self.tokenizer.token_to_id(unknown) if unknown else None
+
+    def _special(self, path: Path, family: str, role: str) -> int | None:
+        names = _SPECIAL_NAMES[role][family]
+        if not names:
+            return None
+        for name in names:
+            token = self.tokenizer.token_to_id(name)
+            if token is not None:
+                return token
+        raise InputError(
+            f"{path}: the {family} family needs a {role.upper()} token ({' or '.join(names)}); "
+            "this tokenizer.json has none"
+        )
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def piece(self, token: int) -> str:
+        return self.tokenizer.id_to_token(token) or ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -119,7 +119,7 @@ def evaluate_perturbation(
         for start in range(0, len(prompts), cfg.batch_size):
             batch = prompts[start : start + cfg.batch_size]
             done = complete_texts(sampler, bundle.tokenizer, batch, params, tables=tables)
-            sentences += [sentence_of(c.text) for c in done]
+            sentences += [sentence_of(c.text, cut_short=c.finish == "length") for c in done]
         predicted = _mean(held.expression_of(sentences))
         true, control = reconstructed_mean(cells), control_mean(cells)
         predictions = {"model": predicted, **baseline_predictions(control, train_change)}

@@ -92,16 +92,19 @@ def completion_texts(tokenizer, tokens_BN: np.ndarray, lengths_B: np.ndarray) ->
     """The decoded completions, without their EOS.
 
     A model's vocabulary is often padded past the tokenizer's pieces; a sampled id the
-    tokenizer does not know decodes as its unknown piece, so that it spoils the answer
-    instead of failing.
+    tokenizer does not know decodes as its unknown piece (or nothing, for tokenizers
+    without one), so that it spoils the answer instead of failing.
     """
-    unknown = tokenizer.processor.unk_id()
+    unknown = tokenizer.unknown_id
     texts = []
     for tokens, n in zip(tokens_BN, lengths_B, strict=True):
         tokens = tokens[:n]
         if n and tokens[-1] == tokenizer.eos_id:
             tokens = tokens[:-1]
-        texts.append(tokenizer.decode(np.where(tokens < tokenizer.vocab_size, tokens, unknown)))
+        known = tokens < tokenizer.vocab_size
+        # Without an unknown piece (byte-level BPE), an unknown id is dropped instead.
+        tokens = np.where(known, tokens, unknown) if unknown is not None else tokens[known]
+        texts.append(tokenizer.decode(tokens))
     return texts
 
 

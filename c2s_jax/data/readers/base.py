@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from c2s_jax.data.obs_table import ObsTable
 
 # Nonzeros read at a time when a column-major matrix is scanned for a block of rows.
-CSC_SCAN_NONZEROS = 1 << 24
+CSC_SCAN_NONZEROS = 1 << 22
 
 
 class MatrixReader(abc.ABC):

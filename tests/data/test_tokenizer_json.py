@@ -1,0 +1,131 @@
+"""tokenizer.json files (the `tokenizers` library's format: Pythia's GPT-NeoX byte-level
+BPE) work wherever a SentencePiece model does: corpus build, training, the exported
+bundle, constrained generation, scoring and GRPO's completion texts.
+
+The real Pythia tokenizer cannot be downloaded here; the tokenizer is trained with
+`tokenizers` using GPT-NeoX's settings (byte-level pre-tokenizer without a prefix space,
+byte-level decoder, `<|endoftext|>` as the only special token that ends examples)."""
+
+import functools
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders, models, pre_tokenizers, trainers
+
+from c2s_jax.data.corpus_config import corpus_spec
+from c2s_jax.data.records import build_corpus, data_source
+from c2s_jax.data.tokenizer import Tokenizer
+from c2s_jax.errors import InputError
+from c2s_jax.rl.grpo import completion_texts
+from tests.data.corpus_helpers import scratch_dir, small_config
+
+
+def neox_style_tokenizer(texts: list[str], path: Path, vocab_size: int = 600) -> Path:
+    """A byte-level BPE with GPT-NeoX's pre-tokenizer, decoder and special tokens."""
+    tokenizer = HFTokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>", "<|padding|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    tokenizer.save(str(path))
+    return path
+
+
+@functools.cache
+def neox_corpus() -> Path:
+    """The small pbmc68k corpus tokenized with a NeoX-style tokenizer.json."""
+    folder = scratch_dir()
+    from c2s_jax.data.embedded import pbmc68k_counts
+
+    genes = list(pbmc68k_counts().var_names)
+    texts = [" ".join(genes[i : i + 50]) for i in range(0, len(genes), 7)]
+    texts += ["Identify the cell type of a human cell: CD3D CD3E. T cell."] * 20
+    path = neox_style_tokenizer(texts, folder / "tokenizer.json")
+    config = small_config(**{"tokenizer.path": str(path), "tokenizer.family": "pythia"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_corpus(corpus_spec(config), folder / "corpus", progress=False)
+    assert not [w for w in caught if "gene-table tokenization differs" in str(w.message)]
+    return folder / "corpus"
+
+
+def test_special_tokens_pieces_and_round_trip(tmp_path):
+    path = neox_style_tokenizer(["CD3D CD3E LYZ", "MS4A1 CD79A. B cell."] * 5, tmp_path / "t.json")
+    tokenizer = Tokenizer(path, "pythia")
+    assert tokenizer.format == "tokenizers" and tokenizer.file_name == "tokenizer.json"
+    assert tokenizer.bos_id is None and tokenizer.piece(tokenizer.eos_id) == "<|endoftext|>"
+    text = "CD3D LYZ MS4A1. B cell."
+    ids = tokenizer.encode(text)
+    assert tokenizer.decode(ids) == text
+    assert tokenizer.decode([*ids, tokenizer.eos_id]) == text  # EOS writes nothing
+    assert tokenizer.piece(int(tokenizer.encode(" CD3D")[0])).startswith("Ġ")
+    with pytest.raises(InputError, match="needs a BOS token"):
+        Tokenizer(path, "gemma")
+    (tmp_path / "broken.json").write_text('{"model": ')
+    with pytest.raises(InputError, match=r"broken\.json: not a tokenizer\.json"):
+        Tokenizer(tmp_path / "broken.json", "pythia")
+
+
+def test_a_corpus_tokenized_with_a_tokenizer_json_holds_neox_examples():
+    corpus = neox_corpus()
+    tokenizer = Tokenizer(corpus.parent / "tokenizer.json", "pythia")
+    source = data_source(corpus, "train")
+    for i in range(5):
+        tokens = np.asarray(source[i]["tokens"])
+        assert tokens[-1] == tokenizer.eos_id and tokenizer.eos_id not in tokens[:-1]
+        assert tokens[0] != tokenizer.eos_id  # no BOS in the NeoX family
+
+
+def test_grpo_completion_texts_drop_ids_past_a_bpe_vocabulary(tmp_path):
+    path = neox_style_tokenizer(["CD3D CD3E"] * 5, tmp_path / "t.json")
+    tokenizer = Tokenizer(path, "pythia")
+    ids = tokenizer.encode("CD3D")
+    row = np.array([[*ids, tokenizer.vocab_size + 5, tokenizer.eos_id]])
+    assert completion_texts(tokenizer, row, np.array([row.shape[1]])) == ["CD3D"]
+
+
+def test_a_pythia_trained_on_it_exports_generates_and_scores_with_its_tokenizer_json(tmp_path):
+    from c2s_jax.config_loading import load_config
+    from c2s_jax.generation import generate_cells
+    from c2s_jax.model_bundle import load_bundle, newest_export
+    from c2s_jax.sample import SamplingParams
+    from c2s_jax.scoring import Scorer, score_texts
+    from c2s_jax.train.loop import train
+    from tests.trained_model import PBMC_TRAIN
+
+    cfg = load_config(
+        PBMC_TRAIN,
+        [
+            "model.name='pythia_tiny'",
+            "model.overrides={'vocab_size': 640, 'dtype': 'float32'}",
+            f"data.corpus_dir='{neox_corpus()}'",
+            "data.batch_size=4",
+            "data.seq_len=256",
+            "data.eval_batches=1",
+            "train.steps=4",
+            "train.eval_every=4",
+            "train.checkpoint_every=4",
+        ],
+    )
+    result = train(cfg, tmp_path / "run")
+    assert np.isfinite(result.train_loss)
+    assert (newest_export(tmp_path / "run") / "tokenizer.json").exists()
+    bundle = load_bundle(tmp_path / "run")
+    assert bundle.tokenizer.format == "tokenizers" and bundle.trained_length == 256
+
+    params = SamplingParams(max_new_tokens=30, temperature=1.0, seed=0)
+    cells = generate_cells(bundle, ["CD14+ Monocyte"], 2, params, num_genes=5, progress=False)
+    genes = set(bundle.dataset()["genes"])
+    for sentence in cells.sentences:  # constrained: known genes (several pieces each), once
+        words = sentence.split()
+        assert set(words) <= genes and len(set(words)) == len(words)
+    scored = score_texts(Scorer.from_bundle(bundle), bundle.tokenizer, ["Cell type:"], ["T cell."])
+    assert np.isfinite(scored[0].total) and len(scored[0].tokens) >= 2

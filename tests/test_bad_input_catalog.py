@@ -63,6 +63,11 @@ def _damaged_bundle(root: Path, damage: str) -> str:
     return str(copy)
 
 
+def _train(inputs: Inputs, *overrides: str) -> list[str]:
+    """`c2s train` of the tiny experiment in a new workdir, with `overrides`."""
+    return ["train", "--config", TINY_TRAIN, "--workdir", inputs.run, *overrides]
+
+
 def _model() -> str:
     return str(pbmc_workdir())
 
@@ -83,36 +88,22 @@ CASES: list[tuple[str, Callable[[Inputs], list[str]], str]] = [
     ),
     (
         "train: steps=0",
-        lambda i: ["train", "--config", TINY_TRAIN, "--workdir", i.run, "--config.train.steps=0"],
+        lambda i: _train(i, "--config.train.steps=0"),
         "config.train.steps=0",
     ),
     (
         "train: batch_size=0",
-        lambda i: [
-            "train",
-            "--config",
-            TINY_TRAIN,
-            "--workdir",
-            i.run,
-            "--config.data.batch_size=0",
-        ],
+        lambda i: _train(i, "--config.data.batch_size=0"),
         "config.data.batch_size",
     ),
     (
         "train: checkpoint_every=0",
-        lambda i: [
-            "train",
-            "--config",
-            TINY_TRAIN,
-            "--workdir",
-            i.run,
-            "--config.train.checkpoint_every=0",
-        ],
+        lambda i: _train(i, "--config.train.checkpoint_every=0"),
         "checkpoint_every",
     ),
     (
         "train: negative steps",
-        lambda i: ["train", "--config", TINY_TRAIN, "--workdir", i.run, "--config.train.steps=-5"],
+        lambda i: _train(i, "--config.train.steps=-5"),
         "config.train.steps=-5",
     ),
     (
@@ -122,7 +113,7 @@ CASES: list[tuple[str, Callable[[Inputs], list[str]], str]] = [
     ),
     (
         "train: unknown key",
-        lambda i: ["train", "--config", TINY_TRAIN, "--workdir", i.run, "--config.train.stepz=3"],
+        lambda i: _train(i, "--config.train.stepz=3"),
         "stepz",
     ),
     (

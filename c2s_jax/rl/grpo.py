@@ -29,9 +29,9 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from c2s_jax import parallel
-from c2s_jax.atomic_write import remove_stale_temporaries_in, storage_path
+from c2s_jax.atomic_write import storage_path
 from c2s_jax.errors import InputError, NonFiniteLossError
-from c2s_jax.model_bundle import EXPORTS_DIR, Bundle, export_bundle, load_bundle
+from c2s_jax.model_bundle import Bundle, export_bundle, load_bundle
 from c2s_jax.rl.objective import group_advantages
 from c2s_jax.rl.prompts import Prompt, PromptOrder, corpus_prompts
 from c2s_jax.rl.rewards import RewardSet, build_rewards
@@ -45,7 +45,7 @@ from c2s_jax.rl.step import (
 )
 from c2s_jax.run import fault_points
 from c2s_jax.run.checkpoints import Checkpoints
-from c2s_jax.run.finish import export_final, stored_result, write_result
+from c2s_jax.run.finish import export_final, finished_result, write_result
 from c2s_jax.run.preemption import Preemption
 from c2s_jax.run.workdir_lock import workdir_lock
 from c2s_jax.sample import PROMPT_BUCKET, Sampler, SamplingParams
@@ -385,15 +385,8 @@ def run_grpo(
 
 def _run_locked(cfg, workdir_path: epath.Path, mesh, rules, strict_restore) -> GRPOResult:
     is_chief = jax.process_index() == 0
-    for folder in (workdir_path, workdir_path / EXPORTS_DIR):
-        remove_stale_temporaries_in(folder)
-    finished = stored_result(workdir_path, cfg.train.steps, jax.process_count() == 1)
+    finished = finished_result(workdir_path, cfg.train.steps)
     if finished is not None:
-        log.warning(
-            "%s finished at step %d already; raise config.train.steps to train further",
-            workdir_path,
-            cfg.train.steps,
-        )
         return GRPOResult(**{**finished, "workdir": str(workdir_path)})
 
     # ---------------------------------------------------------------- policy and prompts

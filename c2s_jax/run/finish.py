@@ -17,7 +17,12 @@ from typing import Any
 import jax
 from etils import epath
 
-from c2s_jax.atomic_write import is_remote, upload_directory, write_text_atomic
+from c2s_jax.atomic_write import (
+    is_remote,
+    remove_stale_temporaries_in,
+    upload_directory,
+    write_text_atomic,
+)
 from c2s_jax.model_bundle import BUNDLE_FILE, EXPORTS_DIR
 from c2s_jax.run import fault_points
 
@@ -56,6 +61,22 @@ def stored_result(workdir: epath.Path, steps: int, exported: bool) -> dict[str, 
         log.warning("%s has no export of step %d: finishing the run again", workdir, steps)
         return None
     return result
+
+
+def finished_result(workdir: epath.Path, steps: int) -> dict[str, Any] | None:
+    """The start of a run in `workdir`: removes what killed processes of this host left
+    there, and returns the stored result if the run of `steps` steps finished already
+    (saying so), else None."""
+    for folder in (workdir, workdir / EXPORTS_DIR):
+        remove_stale_temporaries_in(folder)
+    finished = stored_result(workdir, steps, exported=jax.process_count() == 1)
+    if finished is not None:
+        log.warning(
+            "%s finished at step %d already; raise config.train.steps to train further",
+            workdir,
+            steps,
+        )
+    return finished
 
 
 def export_final(

@@ -20,12 +20,12 @@ from etils import epath
 from tqdm.auto import tqdm
 
 from c2s_jax import parallel
-from c2s_jax.atomic_write import remove_stale_temporaries_in, storage_path
+from c2s_jax.atomic_write import storage_path
 from c2s_jax.errors import NonFiniteLossError
 from c2s_jax.model_bundle import export_bundle
 from c2s_jax.run import fault_points
 from c2s_jax.run.checkpoints import Checkpoints
-from c2s_jax.run.finish import EXPORTS_DIR, export_final, stored_result, write_result
+from c2s_jax.run.finish import export_final, finished_result, write_result
 from c2s_jax.run.preemption import Preemption
 from c2s_jax.run.workdir_lock import workdir_lock
 from c2s_jax.train.data import batch_sources, to_global
@@ -83,18 +83,8 @@ def train(
 def _train_locked(cfg, workdir_path: epath.Path, mesh, rules, strict_restore) -> TrainResult:
     batch_sharding = parallel.batch_sharding(mesh, rules)
     is_chief = jax.process_index() == 0
-    for folder in (workdir_path, workdir_path / EXPORTS_DIR):
-        remove_stale_temporaries_in(folder)
-
-    # ---------------------------------------------------------------- finished already?
-    exported = jax.process_count() == 1
-    finished = stored_result(workdir_path, cfg.train.steps, exported)
+    finished = finished_result(workdir_path, cfg.train.steps)
     if finished is not None:
-        log.warning(
-            "%s finished at step %d already; raise config.train.steps to train further",
-            workdir_path,
-            cfg.train.steps,
-        )
         return TrainResult(**{**finished, "workdir": str(workdir_path)})
 
     # ---------------------------------------------------------------- model and optimizer

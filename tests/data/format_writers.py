@@ -38,11 +38,7 @@ def write_10x_h5_v3(counts, path: Path, extra_feature: bool = True) -> None:
         kinds = np.append(kinds, "Antibody Capture")
     with h5py.File(path, "w") as f:
         m = f.create_group("matrix")
-        m["barcodes"] = counts.obs_names.to_numpy().astype("S")
-        m["data"] = genes_by_cells.data.astype(np.int32)
-        m["indices"] = genes_by_cells.indices.astype(np.int64)
-        m["indptr"] = genes_by_cells.indptr.astype(np.int64)
-        m["shape"] = np.array(genes_by_cells.shape, np.int32)
+        _write_matrix(m, genes_by_cells, counts.obs_names)
         features = m.create_group("features")
         features["id"] = ids.astype("S")
         features["name"] = names.astype("S")
@@ -56,13 +52,18 @@ def write_10x_h5_v2(counts, path: Path) -> None:
     genes_by_cells = sp.csc_matrix(sp.csr_matrix(counts.X, dtype=np.int32).T)
     with h5py.File(path, "w") as f:
         g = f.create_group("GRCh38")
-        g["barcodes"] = counts.obs_names.to_numpy().astype("S")
-        g["data"] = genes_by_cells.data.astype(np.int32)
-        g["indices"] = genes_by_cells.indices.astype(np.int64)
-        g["indptr"] = genes_by_cells.indptr.astype(np.int64)
-        g["shape"] = np.array(genes_by_cells.shape, np.int32)
+        _write_matrix(g, genes_by_cells, counts.obs_names)
         g["genes"] = counts.var["gene_ids"].to_numpy().astype("S")
         g["gene_names"] = counts.var_names.to_numpy().astype("S")
+
+
+def _write_matrix(group: h5py.Group, genes_by_cells: sp.csc_matrix, barcodes) -> None:
+    """The CSC arrays, shape and barcodes every Cell Ranger version writes."""
+    group["barcodes"] = barcodes.to_numpy().astype("S")
+    group["data"] = genes_by_cells.data.astype(np.int32)
+    group["indices"] = genes_by_cells.indices.astype(np.int64)
+    group["indptr"] = genes_by_cells.indptr.astype(np.int64)
+    group["shape"] = np.array(genes_by_cells.shape, np.int32)
 
 
 def write_mtx(counts, folder: Path, version: int, shuffled: bool = False) -> None:

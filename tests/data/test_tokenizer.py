@@ -123,7 +123,7 @@ def test_any_sentencepiece_model_loads_by_path_and_bad_paths_are_input_errors():
         Tokenizer(scratch_dir() / "missing.model", "gemma")
     junk = scratch_dir() / "junk.model"
     junk.write_bytes(b"not a model")
-    with pytest.raises(InputError, match="not a SentencePiece model"):
+    with pytest.raises(InputError, match="neither a SentencePiece model nor a tokenizer.json"):
         Tokenizer(junk, "gemma")
     with pytest.raises(InputError, match="family"):
         Tokenizer(_models()["generic"], "llama")

@@ -1,8 +1,6 @@
 """GRPO learns a reward it can clearly reach: a tiny random model over 16 token ids is
 rewarded for the fraction of its 8 new tokens that are the id 7."""
 
-import types
-
 import jax
 import numpy as np
 import optax
@@ -25,8 +23,7 @@ TARGET = "7"
 class DigitTokenizer:
     """Token ids as words: what a completion says is which ids it sampled."""
 
-    eos_id, bos_id, vocab_size = 1, None, V
-    processor = types.SimpleNamespace(unk_id=lambda: 0)
+    eos_id, bos_id, vocab_size, unknown_id = 1, None, V, 0
 
     def decode(self, ids) -> str:
         return " ".join(str(int(i)) for i in ids)

@@ -32,10 +32,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_direction(
         direction,
         "flax2hf",
-        ("CKPT_DIR", "orbax checkpoint directory"),
+        ("CKPT_DIR", "orbax checkpoint directory, model bundle or training workdir"),
         ("HF_DIR", "HF checkpoint directory"),
-        "Restore CKPT_DIR (written by `c2s convert hf2flax` or save_flax) and write HF_DIR: "
-        "config.json and safetensors that transformers loads.",
+        "Restore CKPT_DIR (written by `c2s convert hf2flax` or save_flax, or a bundle that "
+        "`c2s train` exported) and write HF_DIR: config.json and safetensors that "
+        "transformers loads; from a bundle also its tokenizer, generation_config.json and "
+        "a model card.",
         dtype_default=None,
         dtype_help="storage dtype of the tensors (default: the checkpoint's parameter dtype)",
         run=_run_flax2hf,
@@ -74,13 +76,33 @@ def _run_hf2flax(args: argparse.Namespace) -> None:
 
 
 def _run_flax2hf(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
     from c2s_jax.convert import export_hf, load_flax
     from c2s_jax.convert.atomic_dir import check_new_directory
+    from c2s_jax.convert.orbax_io import CONFIG_FILE
+    from c2s_jax.model_bundle import BUNDLE_FILE
 
     check_new_directory(args.target)
-    try:
-        model, cfg = load_flax(args.source)
-    except FileNotFoundError as err:
-        raise InputError(f"{err}; CKPT_DIR must come from `c2s convert hf2flax`") from None
-    out = export_hf(model, args.target, dtype=args.dtype)
+    source = Path(args.source)
+    if (source / CONFIG_FILE).exists() and not (source / BUNDLE_FILE).exists():
+        try:
+            model, cfg = load_flax(source)
+        except FileNotFoundError as err:
+            raise InputError(f"{err}; CKPT_DIR must come from `c2s convert hf2flax`") from None
+        out = export_hf(model, args.target, dtype=args.dtype)
+    else:  # a bundle or a training workdir: the tokenizer and corpus facts travel too
+        from c2s_jax.convert.model_card import model_card
+        from c2s_jax.model_bundle import load_bundle
+
+        bundle = load_bundle(args.source)
+        cfg = bundle.config
+        out = export_hf(
+            bundle.model,
+            args.target,
+            dtype=args.dtype,
+            tokenizer=bundle.tokenizer,
+            max_length=bundle.trained_length,
+            card=model_card(bundle),
+        )
     print(f"wrote {type(cfg).__name__} ({args.dtype or cfg.param_dtype} tensors) to {out}")

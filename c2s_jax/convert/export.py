@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,13 @@ from flax import nnx
 
 from c2s_jax.convert import families
 from c2s_jax.convert.atomic_dir import atomic_directory
+from c2s_jax.convert.hf_tokenizer import (
+    generation_config,
+    special_token_ids,
+    write_tokenizer_files,
+)
 from c2s_jax.convert.safetensors_io import write_checkpoint
+from c2s_jax.data.tokenizer import Tokenizer
 from c2s_jax.models import registry
 
 
@@ -23,8 +30,13 @@ def export_hf(
     *,
     dtype: str | None = None,
     max_shard_bytes: int = 4 * 2**30,
+    tokenizer: Tokenizer | None = None,
+    max_length: int | None = None,
+    card: str | None = None,
 ) -> Path:
-    """Writes ``model`` as a HF checkpoint (config.json + safetensors) into ``out_dir``.
+    """Writes ``model`` as a HF checkpoint (config.json + safetensors) into ``out_dir``;
+    with a tokenizer, also its files, its special ids in config.json and a
+    generation_config.json, so transformers serves the folder as is.
 
     Args:
       model: a Gemma-2 or Pythia model (parameters may be sharded; they are gathered one
@@ -33,6 +45,9 @@ def export_hf(
       dtype: storage dtype (``"float32"``, ``"bfloat16"``, ...); default the parameter dtype.
         Exporting in the dtype the checkpoint was loaded from reproduces it bit for bit.
       max_shard_bytes: split into ``model-0000i-of-0000n.safetensors`` files above this size.
+      tokenizer: the model's tokenizer (see `hf_tokenizer.write_tokenizer_files`).
+      max_length: the trained sequence length (the tokenizer's ``model_max_length``).
+      card: the model card (``README.md``).
 
     Returns:
       ``out_dir`` as a Path.
@@ -59,6 +74,16 @@ def export_hf(
                 parts = [host(path, layer) for path in rule.ours]
                 yield rule.hf_key(layer), rule.to_hf(*parts).astype(np_dtype)
 
+    config = family.config_to_hf(cfg, dtype)
+    if tokenizer is not None:
+        config.update(special_token_ids(tokenizer))
     with atomic_directory(out_dir) as tmp:
-        write_checkpoint(tmp, family.config_to_hf(cfg, dtype), tensors(), max_shard_bytes)
+        write_checkpoint(tmp, config, tensors(), max_shard_bytes)
+        if tokenizer is not None:
+            write_tokenizer_files(tokenizer, tmp, max_length)
+            (tmp / "generation_config.json").write_text(
+                json.dumps(generation_config(tokenizer), indent=1)
+            )
+        if card is not None:
+            (tmp / "README.md").write_text(card)
     return Path(out_dir)

@@ -7,6 +7,7 @@ The real Pythia tokenizer cannot be downloaded here; the tokenizer is trained wi
 byte-level decoder, `<|endoftext|>` as the only special token that ends examples)."""
 
 import functools
+import json
 import warnings
 from pathlib import Path
 
@@ -92,12 +93,10 @@ def test_grpo_completion_texts_drop_ids_past_a_bpe_vocabulary(tmp_path):
     assert completion_texts(tokenizer, row, np.array([row.shape[1]])) == ["CD3D"]
 
 
-def test_a_pythia_trained_on_it_exports_generates_and_scores_with_its_tokenizer_json(tmp_path):
+@functools.cache
+def neox_pythia_run() -> Path:
+    """A tiny Pythia trained 4 steps on the NeoX-tokenized corpus (its workdir)."""
     from c2s_jax.config_loading import load_config
-    from c2s_jax.generation import generate_cells
-    from c2s_jax.model_bundle import load_bundle, newest_export
-    from c2s_jax.sample import SamplingParams
-    from c2s_jax.scoring import Scorer, score_texts
     from c2s_jax.train.loop import train
     from tests.trained_model import PBMC_TRAIN
 
@@ -115,10 +114,20 @@ def test_a_pythia_trained_on_it_exports_generates_and_scores_with_its_tokenizer_
             "train.checkpoint_every=4",
         ],
     )
-    result = train(cfg, tmp_path / "run")
-    assert np.isfinite(result.train_loss)
-    assert (newest_export(tmp_path / "run") / "tokenizer.json").exists()
-    bundle = load_bundle(tmp_path / "run")
+    workdir = scratch_dir() / "neox_pythia"
+    assert np.isfinite(train(cfg, workdir).train_loss)
+    return workdir
+
+
+def test_a_pythia_trained_on_it_exports_generates_and_scores_with_its_tokenizer_json():
+    from c2s_jax.generation import generate_cells
+    from c2s_jax.model_bundle import load_bundle, newest_export
+    from c2s_jax.sample import SamplingParams
+    from c2s_jax.scoring import Scorer, score_texts
+
+    run = neox_pythia_run()
+    assert (newest_export(run) / "tokenizer.json").exists()
+    bundle = load_bundle(run)
     assert bundle.tokenizer.format == "tokenizers" and bundle.trained_length == 256
 
     params = SamplingParams(max_new_tokens=30, temperature=1.0, seed=0)
@@ -129,3 +138,51 @@ def test_a_pythia_trained_on_it_exports_generates_and_scores_with_its_tokenizer_
         assert set(words) <= genes and len(set(words)) == len(words)
     scored = score_texts(Scorer.from_bundle(bundle), bundle.tokenizer, ["Cell type:"], ["T cell."])
     assert np.isfinite(scored[0].total) and len(scored[0].tokens) >= 2
+
+
+def test_transformers_serves_the_export_with_its_tokenizer(tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from c2s_jax.cli import main
+    from c2s_jax.generation import generate_cells
+    from c2s_jax.model_bundle import load_bundle
+    from c2s_jax.sample import SamplingParams
+
+    run, out = neox_pythia_run(), tmp_path / "hf"
+    assert main(["convert", "flax2hf", str(run), str(out)]) == 0
+    bundle = load_bundle(run)
+    eos = bundle.tokenizer.eos_id
+    config = json.loads((out / "config.json").read_text())
+    assert config["eos_token_id"] == eos and config.get("bos_token_id") is None
+    assert json.loads((out / "generation_config.json").read_text())["eos_token_id"] == eos
+    assert "cells" in (out / "README.md").read_text()
+
+    hf_tokenizer = AutoTokenizer.from_pretrained(out)
+    hf_model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)
+    source = data_source(neox_corpus(), "test")
+    for index in range(3):  # held-out prompts: the ids the corpus holds
+        record = source[index]
+        prompt_ids = np.asarray(record["tokens"])[np.asarray(record["loss_mask"]) == 0]
+        prompt = bundle.tokenizer.decode(prompt_ids)
+        assert hf_tokenizer(prompt)["input_ids"] == prompt_ids.tolist()
+
+        # Greedy continuations agree token for token, EOS included when reached; both
+        # sides see the prompt cut to the trained length.
+        cut = prompt_ids[: bundle.trained_length]
+        ours = generate_cells(
+            bundle,
+            [prompt],
+            1,
+            SamplingParams(max_new_tokens=12, temperature=0.0),
+            constrain=False,
+            raw=True,
+            progress=False,
+            truncate=True,
+        ).completions[0]
+        theirs = hf_model.generate(
+            torch.tensor([cut.tolist()]), max_new_tokens=12, do_sample=False
+        )[0, len(cut) :].tolist()
+        assert list(ours.tokens) == theirs[: len(ours.tokens)]
+        if theirs[-1] == eos or len(theirs) < 12:
+            assert ours.finish == "eos" and theirs[-1] == eos

@@ -24,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("HF_DIR", "HF checkpoint directory"),
         ("OUT_DIR", "orbax checkpoint directory"),
         "Load HF_DIR (config.json + model.safetensors or sharded "
-        "model-0000i-of-0000n.safetensors) and write OUT_DIR (params/ + model_config.json).",
+        "model-0000i-of-0000n.safetensors) and write OUT_DIR (params/ + model_config.json); "
+        "with its tokenizer (tokenizer.json or tokenizer.model), OUT_DIR is a model bundle "
+        "that keeps it.",
         dtype_default="float32",
         dtype_help="parameter dtype (default float32)",
         run=_run_hf2flax,
@@ -63,16 +65,27 @@ def _add_direction(
 
 
 def _run_hf2flax(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
     from c2s_jax.convert import load_hf, save_flax
     from c2s_jax.convert.atomic_dir import check_new_directory
+    from c2s_jax.convert.hf_tokenizer import checkpoint_tokenizer
+    from c2s_jax.convert.safetensors_io import CheckpointReader
+    from c2s_jax.model_bundle import export_bundle
 
     check_new_directory(args.target)  # before the (long) load, not after
     try:
-        model, cfg = load_hf(args.source, dtype=args.dtype)
+        reader = CheckpointReader(args.source)
     except FileNotFoundError as err:
         raise InputError(f"{err}; HF_DIR must hold a HF checkpoint") from None
-    out = save_flax(model, args.target)
-    print(f"wrote {type(cfg).__name__} ({args.dtype} parameters) to {out}")
+    tokenizer = checkpoint_tokenizer(Path(args.source), reader.config)
+    model, cfg = load_hf(args.source, dtype=args.dtype)
+    if tokenizer is None:
+        out = save_flax(model, args.target)
+    else:  # a bundle: c2s generate, score and eval take it without --tokenizer
+        out = export_bundle(model, args.target, tokenizer.path, tokenizer.family, corpus={})
+    kept = f" with its {tokenizer.file_name}" if tokenizer else ""
+    print(f"wrote {type(cfg).__name__} ({args.dtype} parameters){kept} to {out}")
 
 
 def _run_flax2hf(args: argparse.Namespace) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from c2s_jax.data.tokenizer import Tokenizer
+from c2s_jax.errors import InputError
 
 
 def special_token_ids(tokenizer: Tokenizer) -> dict[str, int | None]:
@@ -60,3 +61,40 @@ def write_tokenizer_files(tokenizer: Tokenizer, out: Path, max_length: int | Non
     special = {k: v for k, v in tokens.items() if v is not None}
     (out / "special_tokens_map.json").write_text(json.dumps(special, indent=1))
     return [tokenizer.file_name, "tokenizer_config.json", "special_tokens_map.json"]
+
+
+# Our tokenizer family of each HF architecture's special-token rules.
+FAMILY_OF_ARCHITECTURE = {"Gemma2ForCausalLM": "gemma", "GPTNeoXForCausalLM": "pythia"}
+
+
+def checkpoint_tokenizer(hf_dir: Path, hf_config: dict[str, Any]) -> Tokenizer | None:
+    """The tokenizer an HF checkpoint folder holds (tokenizer.json, which transformers
+    uses, else tokenizer.model), checked against its config; None when it holds none.
+
+    Raises:
+      InputError: the tokenizer and config.json disagree on the vocabulary or on EOS.
+    """
+    files = [hf_dir / name for name in ("tokenizer.json", "tokenizer.model")]
+    present = [f for f in files if f.exists()]
+    if not present:
+        return None
+    architectures = hf_config.get("architectures") or []
+    family = next(
+        (FAMILY_OF_ARCHITECTURE[a] for a in architectures if a in FAMILY_OF_ARCHITECTURE), None
+    )
+    if family is None:
+        return None
+    tokenizer = Tokenizer(present[0], family)
+    if tokenizer.vocab_size > hf_config.get("vocab_size", tokenizer.vocab_size):
+        raise InputError(
+            f"{present[0]}: {tokenizer.vocab_size} tokens, more than config.json's vocab_size "
+            f"{hf_config['vocab_size']}; the tokenizer belongs to another model"
+        )
+    eos = hf_config.get("eos_token_id")
+    eos = eos[0] if isinstance(eos, list) and eos else eos
+    if eos is not None and eos != tokenizer.eos_id:
+        raise InputError(
+            f"{hf_dir}: config.json's eos_token_id is {eos} but {present[0].name} ends text "
+            f"with id {tokenizer.eos_id}; fix config.json or the tokenizer"
+        )
+    return tokenizer

@@ -98,6 +98,11 @@ def _run_flax2hf(args: argparse.Namespace) -> None:
 
     check_new_directory(args.target)
     source = Path(args.source)
+    if (source / "config.json").exists() and not (source / CONFIG_FILE).exists():
+        raise InputError(
+            f"{source} is an HF checkpoint (config.json, no {CONFIG_FILE}); CKPT_DIR must come "
+            "from `c2s convert hf2flax` or `c2s train`"
+        )
     if (source / CONFIG_FILE).exists() and not (source / BUNDLE_FILE).exists():
         try:
             model, cfg = load_flax(source)

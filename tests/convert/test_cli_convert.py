@@ -55,7 +55,8 @@ def test_output_directory_not_empty(hf_dir, tmp_path, capsys):
 
 def test_flax2hf_of_a_hf_directory(hf_dir, tmp_path, capsys):
     err = run_failing(["convert", "flax2hf", str(hf_dir), str(tmp_path / "out")], capsys)
-    assert f"{hf_dir / CONFIG_FILE} not found" in err and "CKPT_DIR must come from" in err
+    assert f"{hf_dir} is an HF checkpoint (config.json, no {CONFIG_FILE})" in err
+    assert "CKPT_DIR must come from" in err
 
 
 def test_unsupported_architecture(hf_dir, tmp_path, capsys):

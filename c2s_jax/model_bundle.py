@@ -35,6 +35,7 @@ from c2s_jax.run import fault_points
 
 BUNDLE_FILE = "c2s_model.json"
 EXPORTS_DIR = "exports"
+HF_CONFIG_FILE = "config.json"  # what marks an HF checkpoint folder
 _STEP_DIR = re.compile(r"step_(\d+)$")
 
 
@@ -198,6 +199,29 @@ def fetch_bundle(url: str, cache: str | Path | None = None, progress: bool = Tru
     return local
 
 
+def _load_hf_folder(path: Path, mesh, rules, tokenizer, family, config_overrides) -> Bundle:
+    """An HF checkpoint folder as a bundle: its weights (computed in their own dtype), its
+    tokenizer (or the one given), no corpus facts."""
+    from c2s_jax.convert import load_hf
+    from c2s_jax.convert.hf_tokenizer import checkpoint_tokenizer
+
+    config = json.loads((path / HF_CONFIG_FILE).read_text())
+    if tokenizer is not None:
+        if family is None:
+            raise InputError(f"{path}: name the tokenizer family with --tokenizer-family")
+        chosen = Tokenizer(tokenizer, family)
+    else:
+        chosen = checkpoint_tokenizer(path, config)
+        if chosen is None:
+            raise InputError(
+                f"{path}: an HF checkpoint without tokenizer.json or tokenizer.model; pass "
+                "--tokenizer FILE --tokenizer-family gemma|pythia|c2s"
+            )
+    dtype = config_overrides.pop("dtype", None)
+    model, model_config = load_hf(path, mesh, rules=rules, compute_dtype=dtype, **config_overrides)
+    return Bundle(model=model, config=model_config, tokenizer=chosen, corpus={}, path=path)
+
+
 def bundle_model_config(path: str | Path):
     """The model config of a bundle or training workdir (local or ``gs://``), read without
     its weights (what compiling a step for it needs)."""
@@ -219,8 +243,8 @@ def load_bundle(
     tokenizer_family: str | None = None,
     **config_overrides: Any,
 ) -> Bundle:
-    """Loads a bundle (or a workdir's newest export, or a bare model checkpoint plus a
-    tokenizer given here).
+    """Loads a bundle (or a workdir's newest export, an HF checkpoint folder with its
+    tokenizer, or a bare model checkpoint plus a tokenizer given here).
 
     Args:
       path: bundle directory, training workdir, or a ``c2s convert hf2flax`` directory;
@@ -231,6 +255,8 @@ def load_bundle(
       **config_overrides: model config fields that keep parameter shapes (e.g. dtype).
     """
     path = fetch_bundle(os.fspath(path)) if is_remote(path) else Path(path)
+    if (path / HF_CONFIG_FILE).exists() and not (path / CONFIG_FILE).exists():
+        return _load_hf_folder(path, mesh, rules, tokenizer, tokenizer_family, config_overrides)
     if tokenizer is not None and (path / CONFIG_FILE).exists():
         bundle_dir, description = path, {}
         if (path / BUNDLE_FILE).exists():

@@ -199,6 +199,16 @@ CASES: list[tuple[str, Callable[[Inputs], list[str]], str]] = [
         "a_folder.h5ad",
     ),
     (
+        "annotate: output is a folder",
+        lambda i: ["annotate", i.cells_h5ad, "--checkpoint", _model(), "--out", i.a_folder_h5ad],
+        "a_folder.h5ad",
+    ),
+    (
+        "annotate: text renamed .h5ad",
+        lambda i: ["annotate", i.text_h5ad, "--checkpoint", _model(), "--out", i.o_h5ad],
+        "text.h5ad",
+    ),
+    (
         "eval: missing config",
         lambda i: ["eval", "--config", i.missing_py, "--out", i.eval],
         "missing.py",

@@ -1,6 +1,7 @@
 """Runs killed at the worst moments, and checkpoints damaged on disk, recover: the rerun
 ends with the same losses and result as a run that was never interrupted, and leaves no
-temporaries behind. Kills are real SIGKILLs at named moments (`run.fault_points`)."""
+temporaries behind. Kills are real SIGKILLs at named moments (`run.fault_points`). The
+tests that run fresh processes are marked `faults` (CI's second step: pytest -m faults)."""
 
 import json
 import resource
@@ -30,6 +31,8 @@ def _temporaries(workdir: Path) -> list[Path]:
     return [p for p in workdir.rglob(".*.tmp")]
 
 
+@pytest.mark.slow
+@pytest.mark.faults
 def test_kills_while_checkpointing_exporting_and_writing_the_result_lose_nothing(tmp_path):
     run_training(tmp_path / "reference")
     reference = json.loads((tmp_path / "reference" / "result.json").read_text())
@@ -69,6 +72,8 @@ def test_a_damaged_final_checkpoint_is_set_aside_and_the_steps_after_the_one_bef
     assert (tmp_path / "exports" / "step_0000020").is_dir()
 
 
+@pytest.mark.slow
+@pytest.mark.faults
 def test_a_second_train_on_a_busy_workdir_stops_in_one_line(tmp_path):
     holder = run_training(tmp_path, "train.steps=100000", wait=False)
     try:
@@ -92,6 +97,8 @@ def _limited_file_size(kib: int):
     return limit
 
 
+@pytest.mark.slow
+@pytest.mark.faults
 @pytest.mark.parametrize("verb", ["train", "sentences"])
 def test_a_full_disk_ends_in_one_line_with_the_cause_last(verb, tmp_path, pbmc_counts):
     # `ulimit -f` makes writes past the limit fail with EFBIG, as a full disk fails them

@@ -52,6 +52,7 @@ class Bundle:
       path: the bundle directory.
       trained_length: tokens per sequence the model was trained on (prompts beyond it are
         refused), or None when unknown (a converted checkpoint).
+      training_config: the experiment config that trained it ({} when unknown).
     """
 
     model: Any
@@ -60,6 +61,7 @@ class Bundle:
     corpus: dict
     path: Path
     trained_length: int | None = None
+    training_config: dict = dataclasses.field(default_factory=dict)
 
     def dataset(self, name: str | None = None) -> dict:
         """One dataset's metadata (genes, inverse_fit, ...); the only one when unnamed."""
@@ -82,6 +84,7 @@ def export_bundle(
     family: str,
     corpus: dict,
     trained_length: int | None = None,
+    training_config: dict | None = None,
 ) -> Path:
     """Writes a bundle directory (atomically: it appears complete or not at all).
 
@@ -93,6 +96,7 @@ def export_bundle(
       family: the tokenizer family ('gemma', 'pythia' or 'c2s').
       corpus: corpus metadata to keep beside the weights.
       trained_length: tokens per training sequence, if known.
+      training_config: the experiment config (JSON values), if known.
 
     Returns:
       ``out_dir`` as an absolute Path.
@@ -110,6 +114,7 @@ def export_bundle(
             "tokenizer_family": family,
             "corpus": corpus,
             "trained_length": trained_length,
+            "training_config": training_config or {},
         }
         (tmp / BUNDLE_FILE).write_text(json.dumps(description, indent=1))
     return out
@@ -288,4 +293,5 @@ def load_bundle(
         # Bundles written before the training length was recorded: the corpus's length.
         trained_length=description.get("trained_length")
         or description.get("corpus", {}).get("seq_len"),
+        training_config=description.get("training_config", {}),
     )

@@ -1,6 +1,8 @@
 """The model card (``README.md``) of an HF export of a bundle: what the model was trained
 on and how to use it with transformers."""
 
+import json
+
 from c2s_jax.model_bundle import Bundle
 
 
@@ -44,6 +46,25 @@ def model_card(bundle: Bundle) -> str:
         f"Sequence length in training: {bundle.trained_length or 'unknown'} tokens. "
         f"Tokenizer: {bundle.tokenizer.format} ({bundle.tokenizer.family} special tokens; "
         f"EOS id {bundle.tokenizer.eos_id}).",
+    ]
+    training = bundle.training_config
+    if training:
+        model, steps = training.get("model", {}), training.get("train", {}).get("steps", "?")
+        optimizer, data = training.get("optimizer", {}), training.get("data", {})
+        lines += [
+            "",
+            "## Training",
+            "",
+            f"Model `{model.get('name', '?')}` with overrides {model.get('overrides', {})}; "
+            f"{steps} steps of {data.get('batch_size', '?')} x {data.get('seq_len', '?')} "
+            f"tokens; peak learning rate {optimizer.get('learning_rate', '?')}. The whole "
+            "experiment config:",
+            "",
+            "```json",
+            json.dumps(training, indent=1, sort_keys=True),
+            "```",
+        ]
+    lines += [
         "",
         "## Use",
         "",

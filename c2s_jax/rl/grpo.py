@@ -12,6 +12,7 @@ SIGTERM saves at the current step and returns cleanly.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -492,6 +493,8 @@ def _run_locked(cfg, workdir_path: epath.Path, mesh, rules, strict_restore) -> G
                 bundle.tokenizer.family,
                 bundle.corpus,
                 bundle.trained_length,
+                # The base model's training, and the GRPO experiment on top of it.
+                {**bundle.training_config, "grpo": json.loads(cfg.to_json_best_effort())},
             ),
             "policy",
         )

@@ -8,6 +8,7 @@ a ``gs://`` URL that every host of a pod shares; one run at a time holds it.
 """
 
 import dataclasses
+import json
 import logging
 import os
 import time
@@ -222,7 +223,9 @@ def _write_bundle(cfg: ml_collections.ConfigDict, model, out: Path) -> None:
         corpus["corpus_dir"] = str(storage_path(cfg.data.corpus_dir))
         tokenizer_path = Path(cfg.data.corpus_dir) / corpus["tokenizer"]["path"]
         family = corpus["tokenizer"]["family"]
-    export_bundle(model, out, tokenizer_path, family, corpus, cfg.data.seq_len)
+    # The config as JSON values (tuples become lists), for the bundle and its model card.
+    training = json.loads(cfg.to_json_best_effort())
+    export_bundle(model, out, tokenizer_path, family, corpus, cfg.data.seq_len, training)
 
 
 def _check_finite(

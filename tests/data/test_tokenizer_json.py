@@ -156,7 +156,8 @@ def test_transformers_serves_the_export_with_its_tokenizer(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["eos_token_id"] == eos and config.get("bos_token_id") is None
     assert json.loads((out / "generation_config.json").read_text())["eos_token_id"] == eos
-    assert "cells" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "cells" in card and "Model `pythia_tiny`" in card and "4 steps of 4 x 256" in card
 
     hf_tokenizer = AutoTokenizer.from_pretrained(out)
     hf_model = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32)

@@ -9,12 +9,14 @@ of memory), end with one line naming the file or field and what to do (exit stat
 """
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
 import pkgutil
 import sys
 import warnings
+from collections.abc import Iterator
 
 from c2s_jax import commands
 from c2s_jax.failures import describe
@@ -54,17 +56,32 @@ def _one_line_records(record: logging.LogRecord) -> bool:
     return True
 
 
-_default_unraisablehook = sys.unraisablehook
+@contextlib.contextmanager
+def _quiet_background_failures() -> Iterator[None]:
+    """For the length of one command: library log records keep one line, and the echoes
+    of a failed asynchronous write are dropped. Both are put back afterwards, so a caller
+    of `main` (a test, a notebook) keeps its own logging and hooks."""
+    previous_hook = sys.unraisablehook
 
+    def drop_closed_loop_echoes(unraisable) -> None:
+        # After an asynchronous checkpoint write fails, TensorStore keeps calling back into
+        # orbax's closed event loop: hundreds of "Event loop is closed" tracebacks that
+        # hide the failure itself, which is reported once.
+        error = unraisable.exc_value
+        if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+            return
+        previous_hook(unraisable)
 
-def _drop_closed_loop_echoes(unraisable) -> None:
-    # After an asynchronous checkpoint write fails, TensorStore keeps calling back into
-    # orbax's closed event loop: hundreds of "Event loop is closed" tracebacks that hide
-    # the failure itself, which is reported once.
-    error = unraisable.exc_value
-    if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
-        return
-    _default_unraisablehook(unraisable)
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(_one_line_records)
+    sys.unraisablehook = drop_closed_loop_echoes
+    try:
+        yield
+    finally:
+        sys.unraisablehook = previous_hook
+        for handler in handlers:
+            handler.removeFilter(_one_line_records)
 
 
 def main(argv: list[str] | None = None, exit_at_failure: bool = False) -> int:
@@ -91,12 +108,10 @@ def main(argv: list[str] | None = None, exit_at_failure: bool = False) -> int:
         level=logging.INFO if args.verbose or debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    if not debug:
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(_one_line_records)
-        sys.unraisablehook = _drop_closed_loop_echoes
+    quiet = contextlib.nullcontext() if debug else _quiet_background_failures()
     try:
-        status = args.run(args)
+        with quiet:
+            status = args.run(args)
     except KeyboardInterrupt:
         print(f"c2s {args.command}: interrupted", file=sys.stderr)
         status = 130

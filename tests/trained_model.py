@@ -4,8 +4,10 @@ trained model (training, generation, evaluation, GRPO); trained once per test pr
 import functools
 from pathlib import Path
 
+import numpy as np
+
 from c2s_jax.config_loading import load_config
-from tests.data.corpus_helpers import pbmc_corpus, scratch_dir
+from tests.data.corpus_helpers import neox_corpus, pbmc_corpus, scratch_dir
 
 ROOT = Path(__file__).resolve().parents[1]
 PBMC_TRAIN = ROOT / "configs" / "train" / "gemma2_pbmc68k.py"
@@ -38,3 +40,27 @@ def pbmc_run():
 def pbmc_workdir() -> Path:
     """The workdir of :func:`pbmc_run`."""
     return Path(pbmc_run().workdir)
+
+
+@functools.cache
+def neox_pythia_run() -> Path:
+    """A tiny Pythia trained 4 steps on the NeoX-tokenized corpus (its workdir)."""
+    from c2s_jax.train.loop import train
+
+    cfg = load_config(
+        PBMC_TRAIN,
+        [
+            "model.name='pythia_tiny'",
+            "model.overrides={'vocab_size': 640, 'dtype': 'float32'}",
+            f"data.corpus_dir='{neox_corpus()}'",
+            "data.batch_size=4",
+            "data.seq_len=256",
+            "data.eval_batches=1",
+            "train.steps=4",
+            "train.eval_every=4",
+            "train.checkpoint_every=4",
+        ],
+    )
+    workdir = scratch_dir() / "neox_pythia"
+    assert np.isfinite(train(cfg, workdir).train_loss)
+    return workdir

@@ -4,8 +4,9 @@ ids that `config.json` and `generation_config.json` take from the tokenizer (so 
 
 A ``tokenizer.json`` (the `tokenizers` library's format, e.g. GPT-NeoX BPE) is copied with
 a ``tokenizer_config.json`` naming its special tokens, which transformers' fast tokenizer
-reads as is. A SentencePiece model has no faithful ``tokenizer.json`` form here yet: its
-``tokenizer.model`` is copied for `sentencepiece` users, and the model card says so.
+reads as is. A SentencePiece model is written both ways: ``tokenizer.model`` as it is, and
+a ``tokenizer.json`` that gives the same ids (`sentencepiece_json`), with a post-processor
+that opens every text with BOS as our examples do.
 """
 
 import json
@@ -13,7 +14,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from c2s_jax.data.tokenizer import Tokenizer
+from c2s_jax.convert.sentencepiece_json import tokenizer_json_text
+from c2s_jax.data.tokenizer import FILE_NAMES, Tokenizer
 from c2s_jax.errors import InputError
 
 
@@ -41,8 +43,13 @@ def write_tokenizer_files(tokenizer: Tokenizer, out: Path, max_length: int | Non
       max_length: the trained sequence length, for ``model_max_length``.
     """
     shutil.copyfile(tokenizer.path, out / tokenizer.file_name)
-    if tokenizer.format != "tokenizers":
-        return [tokenizer.file_name]
+    written = [tokenizer.file_name]
+    if tokenizer.format == "sentencepiece":
+        text = tokenizer_json_text(
+            tokenizer.path.read_bytes(), str(tokenizer.path), _bos_post_processor(tokenizer)
+        )
+        (out / FILE_NAMES["tokenizers"]).write_text(text, encoding="utf-8")
+        written.append(FILE_NAMES["tokenizers"])
     tokens = {
         "bos_token": tokenizer.piece(tokenizer.bos_id) if tokenizer.bos_id is not None else None,
         "eos_token": tokenizer.piece(tokenizer.eos_id),
@@ -60,7 +67,23 @@ def write_tokenizer_files(tokenizer: Tokenizer, out: Path, max_length: int | Non
     (out / "tokenizer_config.json").write_text(json.dumps(config, indent=1))
     special = {k: v for k, v in tokens.items() if v is not None}
     (out / "special_tokens_map.json").write_text(json.dumps(special, indent=1))
-    return [tokenizer.file_name, "tokenizer_config.json", "special_tokens_map.json"]
+    return [*written, "tokenizer_config.json", "special_tokens_map.json"]
+
+
+def _bos_post_processor(tokenizer: Tokenizer) -> dict[str, Any] | None:
+    """A tokenizer.json post-processor that opens every text with the family's BOS."""
+    if tokenizer.bos_id is None:
+        return None
+    bos = tokenizer.piece(tokenizer.bos_id)
+    text = [{"Sequence": {"id": "A", "type_id": 0}}]
+    pair = [*text, {"Sequence": {"id": "B", "type_id": 1}}]
+    opener = [{"SpecialToken": {"id": bos, "type_id": 0}}]
+    return {
+        "type": "TemplateProcessing",
+        "single": opener + text,
+        "pair": opener + pair,
+        "special_tokens": {bos: {"id": bos, "ids": [tokenizer.bos_id], "tokens": [bos]}},
+    }
 
 
 # Our tokenizer family of each HF architecture's special-token rules.
@@ -68,13 +91,15 @@ FAMILY_OF_ARCHITECTURE = {"Gemma2ForCausalLM": "gemma", "GPTNeoXForCausalLM": "p
 
 
 def checkpoint_tokenizer(hf_dir: Path, hf_config: dict[str, Any]) -> Tokenizer | None:
-    """The tokenizer an HF checkpoint folder holds (tokenizer.json, which transformers
-    uses, else tokenizer.model), checked against its config; None when it holds none.
+    """The tokenizer an HF checkpoint folder holds, checked against its config; None when
+    it holds none. A SentencePiece ``tokenizer.model`` is preferred where both are present
+    (the ``tokenizer.json`` beside it is a conversion of it), so an export read back keeps
+    the very file it was trained with.
 
     Raises:
       InputError: the tokenizer and config.json disagree on the vocabulary or on EOS.
     """
-    files = [hf_dir / name for name in ("tokenizer.json", "tokenizer.model")]
+    files = [hf_dir / name for name in ("tokenizer.model", "tokenizer.json")]
     present = [f for f in files if f.exists()]
     if not present:
         return None

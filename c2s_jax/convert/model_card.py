@@ -79,7 +79,8 @@ def model_card(bundle: Bundle) -> str:
     if bundle.tokenizer.format == "sentencepiece":
         lines += [
             "",
-            "The tokenizer is the SentencePiece model `tokenizer.model`; load it with "
-            "`sentencepiece.SentencePieceProcessor(model_file=...)` to encode prompts.",
+            "`tokenizer.json` is a conversion of the SentencePiece model `tokenizer.model` "
+            "that gives the same ids for every text, except that the literal text of a "
+            "special token (`<s>`) is read as that token, as transformers' tokenizers do.",
         ]
     return "\n".join(lines) + "\n"

@@ -60,3 +60,14 @@ def test_a_tokenizer_that_disagrees_with_its_config_is_one_line(tmp_path, capsys
     neox_style_tokenizer(TEXTS, small / "tokenizer.json", vocab_size=300)
     assert main(["convert", "hf2flax", str(small), str(tmp_path / "out")]) == 2
     assert "more than config.json's vocab_size 97" in capsys.readouterr().err
+
+
+def test_a_sentencepiece_bundle_comes_back_with_its_own_model_file(tmp_path):
+    from tests.trained_model import pbmc_workdir
+
+    run = pbmc_workdir()
+    original = load_bundle(run).tokenizer
+    assert main(["convert", "flax2hf", str(run), str(tmp_path / "hf")]) == 0
+    assert main(["convert", "hf2flax", str(tmp_path / "hf"), str(tmp_path / "back")]) == 0
+    back = load_bundle(tmp_path / "back").tokenizer
+    assert back.format == "sentencepiece" and back.sha256 == original.sha256

@@ -4,6 +4,7 @@ import atexit
 import functools
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import anndata
@@ -11,6 +12,8 @@ import ml_collections
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from c2s_jax.config_loading import load_config
 from c2s_jax.data.corpus_config import corpus_spec
@@ -108,3 +111,37 @@ def spatial_adata(seed: int = 0, side: int = 8, n_genes: int = 30) -> anndata.An
     adata.obsm["spatial"] = grid.astype(np.float64)
     adata.uns["description"] = "Spatial transcriptomics of mouse cortex from two donors"
     return adata
+
+
+def neox_style_tokenizer(texts: list[str], path: Path, vocab_size: int = 600) -> Path:
+    """A byte-level BPE with GPT-NeoX's pre-tokenizer, decoder and special tokens."""
+    tokenizer = HFTokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>", "<|padding|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer)
+    tokenizer.save(str(path))
+    return path
+
+
+@functools.cache
+def neox_corpus() -> Path:
+    """The small pbmc68k corpus tokenized with a NeoX-style tokenizer.json."""
+    folder = scratch_dir()
+    from c2s_jax.data.embedded import pbmc68k_counts
+
+    genes = list(pbmc68k_counts().var_names)
+    texts = [" ".join(genes[i : i + 50]) for i in range(0, len(genes), 7)]
+    texts += ["Identify the cell type of a human cell: CD3D CD3E. T cell."] * 20
+    path = neox_style_tokenizer(texts, folder / "tokenizer.json")
+    config = small_config(**{"tokenizer.path": str(path), "tokenizer.family": "pythia"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build_corpus(corpus_spec(config), folder / "corpus", progress=False)
+    assert not [w for w in caught if "gene-table tokenization differs" in str(w.message)]
+    return folder / "corpus"

@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from c2s_jax.data import inverse
+from c2s_jax.data.embedded import is_embedded
 from c2s_jax.data.expression_source import ExpressionSource, MatrixChoice
 from c2s_jax.data.gene_symbols import DuplicatePolicy, GeneSymbols, gene_symbols
 from c2s_jax.data.normalization import looks_like_counts
@@ -259,7 +260,8 @@ class SentenceStream:
 
     def _stream_source(self, src: ExpressionSource, file_index: int) -> Iterator[SentenceChunk]:
         opts = self.options
-        if src.n_genes > src.n_cells:
+        # Packaged datasets are known to hold cells in rows, however many genes they keep.
+        if src.n_genes > src.n_cells and not is_embedded(src.name):
             warnings.warn(
                 f"{src.where}: more genes ({src.n_genes}) than cells ({src.n_cells}); the matrix "
                 "may be transposed (cells must be rows)",

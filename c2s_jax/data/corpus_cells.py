@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from c2s_jax.data.cell_sentences import CellSentences, cell_sentences
-from c2s_jax.data.corpus_config import EMBEDDED_PBMC, DatasetSpec, SplitSpec
+from c2s_jax.data.corpus_config import DatasetSpec, SplitSpec
+from c2s_jax.data.embedded import is_embedded, load_embedded
 from c2s_jax.data.expression_source import read_anndata
 from c2s_jax.data.perturbation import ControlPairs, pair_controls
 from c2s_jax.data.splits import SPLIT_IDS, assign_splits
@@ -143,10 +144,8 @@ def load_dataset(spec: DatasetSpec, split_spec: SplitSpec, seed: int, neighbors:
 
 def open_dataset(spec: DatasetSpec) -> anndata.AnnData | str:
     """The dataset's AnnData (embedded, or backed when obsm/uns are needed), else its path."""
-    if spec.path == EMBEDDED_PBMC:
-        from c2s_jax.data.embedded import pbmc68k_counts
-
-        return pbmc68k_counts()
+    if is_embedded(spec.path):
+        return load_embedded(spec.path)
     if spec.spatial_key or spec.description_uns_key:
         return read_anndata(spec.path, backed="r")
     return spec.path

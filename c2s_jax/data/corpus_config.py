@@ -11,6 +11,7 @@ from pathlib import Path
 
 import ml_collections
 
+from c2s_jax.data.embedded import is_embedded
 from c2s_jax.errors import InputError
 
 TASKS = (
@@ -34,7 +35,7 @@ class DatasetSpec:
 
     Attributes:
       name: short unique name (recorded with every example as its source).
-      path: .h5ad path, or 'embedded:pbmc68k' for the packaged demo data.
+      path: .h5ad path, or `embedded:NAME` for a packaged dataset (`data.embedded`).
       weight: relative share of this dataset among those that can serve a task.
       layer, raw, gene_symbols_key: which matrix and symbols to read (as `c2s sentences`);
         sanitize_symbols replaces whitespace inside symbols with '_' (else an error).
@@ -233,7 +234,7 @@ def _dataset_spec(index: int, entry: Mapping) -> DatasetSpec:
     spec = DatasetSpec(**values)
     if spec.weight <= 0 or not math.isfinite(spec.weight):
         raise InputError(f"config key 'datasets[{index}].weight' must be a positive number")
-    if spec.path != EMBEDDED_PBMC and not Path(spec.path).is_file():
+    if not is_embedded(spec.path) and not Path(spec.path).is_file():
         raise InputError(f"config key 'datasets[{index}].path': {spec.path} does not exist")
     return spec
 

@@ -14,6 +14,7 @@ import anndata
 import numpy as np
 import scipy.sparse as sp
 
+from c2s_jax.data.embedded import is_embedded, load_embedded
 from c2s_jax.data.obs_table import ObsTable
 from c2s_jax.data.readers import open_matrix
 from c2s_jax.data.readers.base import MatrixReader
@@ -51,8 +52,11 @@ class ExpressionSource:
     def __init__(self, data: anndata.AnnData | str | os.PathLike, choice: MatrixChoice):
         self.choice = choice
         self._reader: MatrixReader | None = None
+        name = "AnnData"
+        if not isinstance(data, anndata.AnnData) and is_embedded(data):
+            name, data = str(data), load_embedded(str(data))
         if isinstance(data, anndata.AnnData):
-            self.name = "AnnData"
+            self.name = name
             matrix, self.var = _in_memory_matrix(data, choice)
             self.obs = ObsTable(data.obs)
             shape = matrix.shape
@@ -135,7 +139,10 @@ class ExpressionSource:
 
 def read_anndata(path: str | os.PathLike, backed: str | None = None) -> anndata.AnnData:
     """`anndata.read_h5ad(path, backed)`, with a missing file, or one that is not an .h5ad,
-    told in one line (InputError) instead of h5py's error."""
+    told in one line (InputError) instead of h5py's error. ``embedded:NAME`` loads a
+    packaged dataset (in memory; `backed` does not apply)."""
+    if is_embedded(path):
+        return load_embedded(str(path))
     kind = detect_format(path)
     if kind != H5AD:
         raise InputError(f"{path}: a {kind} input, where an AnnData .h5ad file is needed")

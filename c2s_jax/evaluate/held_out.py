@@ -8,7 +8,6 @@ their sentences are the ones the corpus would have written.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
 import anndata
 import ml_collections
@@ -16,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from c2s_jax.data.corpus_cells import DatasetCells, load_dataset, open_dataset
-from c2s_jax.data.corpus_config import EMBEDDED_PBMC, corpus_spec
+from c2s_jax.data.corpus_config import corpus_spec
 from c2s_jax.data.gene_symbols import gene_symbols
 from c2s_jax.data.inverse import InverseFit, reconstruct
 from c2s_jax.data.splits import SPLIT_IDS
@@ -78,11 +77,7 @@ def load_held_out(bundle: Bundle, dataset: str | None = None) -> HeldOut:
     spec = corpus_spec(config)
     name = dataset or next(iter(bundle.corpus["datasets"]))
     dataset_spec = next(d for d in spec.datasets if d.name == name)
-    with warnings.catch_warnings():
-        if dataset_spec.path == EMBEDDED_PBMC:
-            # 765 genes of 700 cells: more genes than cells, and not a transposition.
-            warnings.filterwarnings("ignore", message=".*may be transposed", category=UserWarning)
-        cells = load_dataset(dataset_spec, spec.split, spec.seed, spec.spatial_neighbors)
+    cells = load_dataset(dataset_spec, spec.split, spec.seed, spec.spatial_neighbors)
     if list(map(str, cells.sentences.symbols)) != list(meta["genes"]):
         raise InputError(
             f"dataset '{name}' ({dataset_spec.path}) no longer has the genes the model's corpus "

@@ -5,6 +5,7 @@ questions such as "is gene X expressed" have exact answers.
 """
 
 import dataclasses
+import warnings
 from collections.abc import Mapping
 
 import anndata
@@ -85,15 +86,19 @@ def load_dataset(spec: DatasetSpec, split_spec: SplitSpec, seed: int, neighbors:
       neighbors: spatial neighbors per cell (when the dataset has coordinates).
     """
     adata = open_dataset(spec)
-    sentences = cell_sentences(
-        adata,
-        obs_keys=list(dict.fromkeys([*spec.obs_keys(), *split_spec.by])),
-        seed=seed,
-        layer=spec.layer,
-        raw=spec.raw,
-        gene_symbols_key=spec.gene_symbols_key,
-        sanitize_symbols=spec.sanitize_symbols,
-    )
+    with warnings.catch_warnings():
+        if is_embedded(spec.path):
+            # Packaged datasets hold cells in rows, however many genes they keep.
+            warnings.filterwarnings("ignore", message=".*may be transposed", category=UserWarning)
+        sentences = cell_sentences(
+            adata,
+            obs_keys=list(dict.fromkeys([*spec.obs_keys(), *split_spec.obs_keys()])),
+            seed=seed,
+            layer=spec.layer,
+            raw=spec.raw,
+            gene_symbols_key=spec.gene_symbols_key,
+            sanitize_symbols=spec.sanitize_symbols,
+        )
     obs = sentences.obs
     fields = {}
     for field, attribute in {**CONDITION_FIELDS, "description": "description_key"}.items():
@@ -109,7 +114,9 @@ def load_dataset(spec: DatasetSpec, split_spec: SplitSpec, seed: int, neighbors:
         fields["perturbation_type"] = _text_column(obs[spec.perturbation_type_key])
     elif spec.perturbation_key:
         fields["perturbation_type"] = np.full(len(sentences), spec.perturbation_type, object)
-    split = assign_splits(obs, split_spec.by, split_spec.fractions, seed, spec.name)
+    split = assign_splits(
+        obs, split_spec.by, split_spec.fractions, seed, spec.name, split_spec.held_out
+    )
     if spec.group_keys:
         group_of_cell = obs.groupby(list(spec.group_keys), sort=True, observed=True, dropna=False)
         group_of_cell = group_of_cell.ngroup().to_numpy().astype(np.int64)

@@ -101,10 +101,19 @@ class SplitSpec:
       by: obs columns whose value combinations go whole into one split (e.g. donor, or
         cell type x perturbation for unseen-combination splits); () splits by cell.
       fractions: share of cells per split (sums to 1).
+      held_out: obs value combinations whose cells all go to the test split, before the
+        rest is split by `by` and `fractions` (e.g. ({'cell_type': 'CD14 Mono',
+        'stim': 'STIM'},): stimulated monocytes never seen in training, as scGen and
+        C2S-Scale evaluate perturbation response).
     """
 
     by: tuple[str, ...]
     fractions: dict[str, float]
+    held_out: tuple[dict[str, str], ...] = ()
+
+    def obs_keys(self) -> list[str]:
+        """The obs columns the split reads."""
+        return list(dict.fromkeys([*self.by, *(k for group in self.held_out for k in group)]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -248,7 +257,21 @@ def _split_spec(split: Mapping) -> SplitSpec:
         raise InputError(
             f"config key 'split.fractions' must sum to 1, got {sum(fractions.values()):.4f}"
         )
-    return SplitSpec(by=tuple(split.get("by", ())), fractions=fractions)
+    unknown_keys = set(split) - {"by", "fractions", "held_out"}
+    if unknown_keys:
+        raise InputError(f"config key 'split' has unknown keys {sorted(unknown_keys)}")
+    held_out = tuple(split.get("held_out", ()))
+    for index, group in enumerate(held_out):
+        if not isinstance(group, Mapping) or not group:
+            raise InputError(
+                f"config key 'split.held_out[{index}]' must map obs columns to values, e.g. "
+                "{'cell_type': 'CD14 Mono', 'stim': 'STIM'}"
+            )
+    return SplitSpec(
+        by=tuple(split.get("by", ())),
+        fractions=fractions,
+        held_out=tuple({str(k): str(v) for k, v in group.items()} for group in held_out),
+    )
 
 
 def _int_range(value, key: str, low: int) -> tuple[int, int]:

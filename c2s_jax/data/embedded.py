@@ -130,19 +130,30 @@ def kang2018_counts(dataset: EmbeddedDataset) -> anndata.AnnData:
 
 
 def st_skin_spots(dataset: EmbeddedDataset) -> anndata.AnnData:
-    """The skin carcinoma spots [621, 16,642]: normalized values, float32 CSR in X.
+    """The skin carcinoma spots [621, 16,642]: log10(1 + normalized value), float32 CSR in
+    X (C2S's expression scale; ``uns['log1p']`` says the base), the stored normalized
+    values in ``layers['normalized']``.
 
     obs: ``row``, ``col`` (array grid), ``cluster`` (as text), ``tissue``, ``organism``;
     obsm['spatial']: [621, 2] float64 (col, row) grid coordinates, as scanpy plots them.
     """
     path = dataset.path("st_skin")
     obs, var = _annotations(path)
-    X = _dense_rows_as_csr(path, len(obs))
+    normalized = _dense_rows_as_csr(path, len(obs))
+    X = normalized.copy()
+    X.data = np.log10(1.0 + X.data)
     obs["cluster"] = obs["cluster"].astype(str).astype("category")
     obs["tissue"] = "skin (cutaneous squamous cell carcinoma)"
     obs["organism"] = "Homo sapiens"
     spatial = obs[["col", "row"]].to_numpy(np.float64)
-    return anndata.AnnData(X=X, obs=obs, var=var, obsm={"spatial": spatial})
+    return anndata.AnnData(
+        X=X,
+        obs=obs,
+        var=var,
+        obsm={"spatial": spatial},
+        layers={"normalized": normalized},
+        uns={"log1p": {"base": 10}},
+    )
 
 
 def _annotations(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:

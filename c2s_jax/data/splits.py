@@ -21,6 +21,7 @@ def assign_splits(
     fractions: Mapping[str, float],
     seed: int,
     where: str,
+    held_out: Sequence[Mapping[str, str]] = (),
 ) -> np.ndarray:
     """Split of every cell.
 
@@ -30,6 +31,8 @@ def assign_splits(
       fractions: share of cells per split name (train/validation/test), summing to 1.
       seed: seed of the random order of cells or groups.
       where: dataset name for messages.
+      held_out: obs value combinations ({column: value}) whose cells all go to test; the
+        other cells are split as above.
 
     Returns:
       [cells] int8 split ids (SPLIT_IDS).
@@ -40,6 +43,12 @@ def assign_splits(
     missing = [k for k in by if k not in obs.columns]
     if missing:
         raise InputError(f"{where}: split.by names obs columns {missing} that it lacks")
+    is_held_out = _held_out_cells(obs, held_out, where)
+    if is_held_out.any():
+        splits = np.full(len(obs), SPLIT_IDS["test"], np.int8)
+        rest = np.flatnonzero(~is_held_out)
+        splits[rest] = assign_splits(obs.iloc[rest], by, fractions, seed, where)
+        return splits
     n_cells = len(obs)
     shares = np.array([fractions.get(name, 0.0) for name in SPLIT_IDS])
     if by:
@@ -65,6 +74,35 @@ def assign_splits(
                 "columns, or add data"
             )
     return splits
+
+
+def _held_out_cells(
+    obs: pd.DataFrame, held_out: Sequence[Mapping[str, str]], where: str
+) -> np.ndarray:
+    """[cells] bool: the cells of any held-out value combination.
+
+    Raises:
+      InputError: a combination names a missing column or matches no cell (a typo would
+        otherwise hold nothing out and leak the very cells meant for testing).
+    """
+    chosen = np.zeros(len(obs), bool)
+    for index, group in enumerate(held_out):
+        missing = [k for k in group if k not in obs.columns]
+        if missing:
+            raise InputError(
+                f"{where}: split.held_out[{index}] names obs columns {missing} that it lacks"
+            )
+        match = np.ones(len(obs), bool)
+        for column, value in group.items():
+            match &= obs[column].astype(str).to_numpy() == value
+        if not match.any():
+            values = {k: sorted(map(str, obs[k].unique()))[:12] for k in group}
+            raise InputError(
+                f"{where}: split.held_out[{index}] {dict(group)} matches no cell; values "
+                f"present: {values}"
+            )
+        chosen |= match
+    return chosen
 
 
 def _fill_by_deficit(group_sizes: np.ndarray, shares: np.ndarray, seed: int) -> np.ndarray:

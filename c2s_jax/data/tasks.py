@@ -206,9 +206,7 @@ class ExampleFactory:
         """Fields of a prompt listing `cells` (top k genes each), labeled by `anchor`."""
         fields = self._common_fields(data, anchor)
         fields.update(
-            cell_sentences=[self._run(data, c, k) for c in cells],
-            cells_are=self.templates.count_phrase(len(cells), verb=True),
-            num_genes=k,
+            cell_sentences=[self._run(data, c, k) for c in cells], num_cells=len(cells), num_genes=k
         )
         return fields
 
@@ -257,7 +255,7 @@ class ExampleFactory:
             phrases[f].format(**{f: data.fields[f][cell]}) for f in CONDITION_FIELDS if f in chosen
         )
         fields = {
-            "count_phrase": self.templates.count_phrase(len(cells)),
+            "num_cells": len(cells),
             "conditions": conditions,
             "num_genes": k,
             "cell_sentences": [self._run(data, c, k) for c in cells],
@@ -283,14 +281,13 @@ class ExampleFactory:
         context_k = k if cap is None else min(k, cap)
         obs = data.sentences.obs
         group_text = " and ".join(
-            f"{key.replace('_', ' ')} {obs[key].iloc[cell]}" for key in data.spec.group_keys
+            f"{_column_words(data.spec, key)} {obs[key].iloc[cell]}" for key in data.spec.group_keys
         )
         fields = self._common_fields(data, cell)
         fields.update(
             cell_sentences=[self._run(data, c, context_k) for c in cells[1:]],
             cell_sentence=self._run(data, cells[0], k),
-            cells_are=self.templates.count_phrase(len(cells) - 1, verb=True),
-            count_phrase=self.templates.count_phrase(len(cells) - 1),
+            num_cells=len(cells) - 1,
             group=group_text,
             num_genes=k,
         )
@@ -312,7 +309,7 @@ class ExampleFactory:
         fields.update(
             cell_sentences=[self._run(data, c, context_k) for c in context],
             cell_sentence=self._run(data, target, k),
-            cells_are=self.templates.count_phrase(len(context), verb=True),
+            num_cells=len(context),
             num_genes=k,
         )
         return [*context, target], fields, "spatial_neighborhood"
@@ -428,6 +425,19 @@ class ExampleFactory:
         splits = np.empty(len(texts), np.int8)
         splits[order] = split
         return texts, splits
+
+
+def _column_words(spec, column: str) -> str:
+    """How a prompt names an obs column: by the field it holds ('seurat_annotations' is
+    'cell type'), else by its own name with spaces."""
+    roles = {
+        spec.cell_type_key: "cell type",
+        spec.tissue_key: "tissue",
+        spec.disease_key: "disease",
+        spec.perturbation_key: "perturbation",
+        spec.batch_key: "batch",
+    }
+    return roles.get(column) or column.replace("_", " ")
 
 
 def _sentence_end(text: str) -> str:

@@ -50,7 +50,7 @@ def annotation_prompts(
             cell_sentence=run,
             cell_sentences=[run],
             num_genes=len(run.gene_ids),
-            cells_are=templates.count_phrase(1, verb=True),
+            num_cells=1,
         )
         prompts.append(templates.render(task, fields, rng).prompt_text())
     return prompts

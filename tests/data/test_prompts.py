@@ -1,5 +1,7 @@
 """Prompt templates: coverage of every task, C2S-compatible fields, and rendering."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -30,7 +32,8 @@ def test_every_task_has_wordings_and_answers_end_with_a_period(templates):
     for name in _template_names(templates):
         entry = templates.entry(name)
         if name != "language_modeling":
-            assert len(entry["prompts"]) >= 2, name
+            assert len(entry["prompts"]) >= 10, name
+            assert len(set(entry["prompts"])) == len(entry["prompts"]), name
         answer = entry["answer"]
         # Answers are a field that the builder ends with a period, or end with one themselves.
         assert answer.endswith(".") or answer in ("{cell_sentences}", "{description}", "{text}")
@@ -38,7 +41,8 @@ def test_every_task_has_wordings_and_answers_end_with_a_period(templates):
 
 def test_annotation_prompt_uses_released_c2s_fields(templates):
     fields = templates.fields("cell_type_annotation")
-    assert {"num_genes", "organism", "cell_sentence", "cell_type"} <= fields
+    # {genes} is num_genes with its noun ('1 gene', '100 genes').
+    assert {"genes", "organism", "cell_sentence", "cell_type"} <= fields
     assert "tissue" in templates.fields("tissue_inference")
 
 
@@ -58,7 +62,7 @@ def test_cell_lists_are_numbered_and_each_cell_ends_with_a_period(templates):
         "conditional_generation",
         {
             "cell_sentences": runs,
-            "count_phrase": "2 cells",
+            "num_cells": 2,
             "conditions": "of type T",
             "num_genes": 2,
         },
@@ -76,7 +80,7 @@ def test_wordings_vary_with_the_generator(templates):
     }
     prompts = {
         templates.render("cell_type_annotation", fields, np.random.default_rng(s)).prompt_text()
-        for s in range(40)
+        for s in range(200)
     }
     assert len(prompts) == len(templates.entry("cell_type_annotation")["prompts"])
 
@@ -90,3 +94,62 @@ def test_missing_field_names_the_template(templates):
 def test_unknown_template_is_an_input_error(templates):
     with pytest.raises(InputError, match="no entry 'nonexistent'"):
         templates.entry("nonexistent")
+
+
+class _Wording:
+    """Stands in for the generator: always picks wording `index`."""
+
+    def __init__(self, index: int):
+        self.index = index
+
+    def integers(self, _: int) -> int:
+        return self.index
+
+
+# Number agreement, spacing and capitals that a rendered prompt must never show.
+_MISTAKES = {
+    "a plural after one": re.compile(r"\b(?:one|1) (?:cells|genes)\b"),
+    "a singular after a number": re.compile(r"\b(?:[2-9]|\d\d+) (?:cell|gene)\b"),
+    "a plural verb before one": re.compile(r"\bare the (?:top )?1\b|\b1 most\b"),
+    "verb agreement": re.compile(r"\bcells is\b|\bcell are\b|\bthis cells\b|\bthese cell\b"),
+    "doubled or stray spaces": re.compile(r"  | [,.?:;]"),
+    "doubled punctuation": re.compile(r"[.?!:][.?!]"),
+    "a sentence opening in lower case": re.compile(r"(?:^|[.?!] |\n)[a-z]"),
+}
+
+
+@pytest.mark.parametrize("num_cells", [1, 3])
+@pytest.mark.parametrize("num_genes", [1, 100])
+def test_every_wording_reads_right_for_one_or_many(templates, num_cells, num_genes):
+    run = GeneRun(np.arange(min(num_genes, len(SYMBOLS))), SYMBOLS)
+    fields = {
+        "cell_sentence": run,
+        "cell_sentences": [run] * num_cells,
+        "num_cells": num_cells,
+        "num_genes": num_genes,
+        "organism": "Homo sapiens",
+        "cell_type": "CD4+ T cells",  # a plural label
+        "tissue": "peripheral blood",
+        "conditions": "of type CD4+ T cells from lung",
+        "group": "cell type CD4+ T cells",
+        "perturbation_phrase": "cytokine IFN-beta after 6 h",
+        "perturbed_sentence": run,
+        "description": "PBMCs of eight donors, with and without interferon-beta.",
+        "options": "CD74, FTL, LYZ",
+        "gene": "LYZ",
+        "yes_no": "yes",
+        "text": "Plain text.",
+    }
+    for name in _template_names(templates):
+        for index in range(len(templates.entry(name)["prompts"])):
+            rendered = templates.render(name, fields, _Wording(index))
+            text = rendered.text()
+            for mistake, pattern in _MISTAKES.items():
+                # Answers are labels as the data spells them ('peripheral blood.').
+                found = pattern.search(
+                    text if "lower case" not in mistake else rendered.prompt_text()
+                )
+                assert not found, f"{name}[{index}] {mistake}: {found.group()!r} in {text!r}"
+            if num_cells == 1:  # words for several cells
+                words = re.findall(r"\b(?:each|them|they|their|these|both|all)\b", text)
+                assert not words, f"{name}[{index}] says {words} of one cell: {text!r}"

@@ -272,7 +272,7 @@ def test_reference_answers_score_perfectly_on_every_applicable_reward():
 
 def test_cell_list_format_follows_the_template_and_the_reference_count():
     runs = [GeneRun(np.array(ids), SYMBOLS) for ids in ([0, 1], [2, 3], [4, 5])]
-    fields = dict(count_phrase="3 cells", conditions="of type T cell", num_genes=2)
+    fields = dict(num_cells=3, conditions="of type T cell", num_genes=2)
     rendered = _rendered("conditional_generation", {**fields, "cell_sentences": runs})
     target = RewardTarget.from_rendered("conditional_generation", rendered, frozenset(SYMBOLS))
     assert target.genes == ()  # several cells: no single true cell to rank against

@@ -7,6 +7,10 @@ same example as one string (for tokenizer training and the equivalence check).
 Field names follow the released C2S prompts (`num_genes`, `organism`, `cell_type`,
 `tissue`) and every answer template ends with a period, so released checkpoints can be
 evaluated zero-shot on our prompts.
+
+Words that agree with a number come from `count_phrases` (singular, plural): a template
+writes `{genes}` ('1 gene' / '100 genes') and, given `num_cells`, `{the_cells}`,
+`{there_are}`, `{their}` and the like, so every wording reads right for one cell or many.
 """
 
 import dataclasses
@@ -87,7 +91,7 @@ class Templates:
     Args:
       table: the parsed templates.json: task -> {"prompts": [...], "answer": "..."}, with
         question-answering kinds nested one level deeper, plus the shared `cell_list` and
-        `count_phrases` entries.
+        `count_phrases` (name -> [singular, plural] with `{count}`) entries.
     """
 
     def __init__(self, table: Mapping):
@@ -116,13 +120,22 @@ class Templates:
         texts = [*entry["prompts"], entry["answer"]]
         return {f for text in texts for _, f, _, _ in string.Formatter().parse(text) if f}
 
-    def count_phrase(self, count: int, verb: bool = False) -> str:
-        """'one cell' / '7 cells' (or 'cell is' / '7 cells are' with `verb`)."""
-        phrases = self.table["count_phrases"]
-        key = (
-            ("one_is" if count == 1 else "many_are") if verb else ("one" if count == 1 else "many")
-        )
-        return phrases[key].format(count=count)
+    def phrase(self, name: str, count: int) -> str:
+        """A count phrase: phrase('count_phrase', 1) is 'one cell', ('genes', 7) '7 genes'."""
+        singular, plural = self.table["count_phrases"][name]
+        return (singular if count == 1 else plural).format(count=count)
+
+    def count_fields(self, fields: Mapping[str, FieldValue]) -> dict[str, FieldValue]:
+        """`fields` with the phrases that agree with `num_cells` and `num_genes` added
+        (values already given are kept)."""
+        derived: dict[str, FieldValue] = {}
+        if "num_cells" in fields:
+            for name in self.table["count_phrases"]:
+                if name != "genes":
+                    derived[name] = self.phrase(name, int(fields["num_cells"]))
+        if "num_genes" in fields:
+            derived["genes"] = self.phrase("genes", int(fields["num_genes"]))
+        return {**derived, **fields}
 
     def render(
         self, name: str, fields: Mapping[str, FieldValue], rng: np.random.Generator
@@ -132,13 +145,15 @@ class Templates:
         Args:
           name: task (or 'question_answering/<kind>').
           fields: values of the template fields; `cell_sentence` is a GeneRun and
-            `cell_sentences` a sequence of them (rendered as a numbered list).
+            `cell_sentences` a sequence of them (rendered as a numbered list);
+            `num_cells` and `num_genes` give the phrases that agree with them.
           rng: picks the wording.
 
         Raises:
           MissingFieldError: a template names a field that `fields` lacks.
         """
         entry = self.entry(name)
+        fields = self.count_fields(fields)
         wording = int(rng.integers(len(entry["prompts"])))
         label = f"{name}[{wording}]"
         prompt = self._fill(entry["prompts"][wording], fields, label)

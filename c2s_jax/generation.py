@@ -1,9 +1,10 @@
 """Cells from requests: corpus-style prompts, constrained sampling, expression back.
 
-A request such as ``"CD8+ T cell from pancreas"`` becomes the corpus's own
-conditional-generation prompt ("Generate one cell of type CD8+ T cell from pancreas. Give
-each as a list of 100 genes ...") followed by the answer's opening ("Cell 1:"), so a model
-trained on the corpus continues with exactly one cell sentence. Sentences turn back into
+A request such as ``"7 CD8+ T cells from pancreas"`` is read against the labels of the
+model's corpus (`cell_requests`) and becomes the corpus's own conditional-generation
+prompt for each of its cells ("Generate one cell of type CD8+ T cell from pancreas. List
+the top 100 genes ...") followed by the answer's opening ("Cell 1:"), so a model trained
+on the corpus continues with exactly one cell sentence. Sentences turn back into
 expression with the corpus's inverse fit.
 """
 
@@ -19,6 +20,7 @@ import pandas as pd
 from flax import nnx
 from tqdm.auto import tqdm
 
+from c2s_jax.cell_requests import CellRequest, condition_phrase, merged_labels, parse_request
 from c2s_jax.data.inverse import InverseFit, reconstruct
 from c2s_jax.data.prompts.formatter import Templates
 from c2s_jax.gene_constraint import tables_for_tokenizer
@@ -27,7 +29,8 @@ from c2s_jax.sample import Completion, Sampler, SamplingParams, complete_texts
 from c2s_jax.train.state import ModelParts
 
 # Words that already start a condition phrase of the corpus templates ("of type X",
-# "from Y", "with Z", "under P"); a request without one names a cell type.
+# "from Y", "with Z", "under P"). A corpus built before labels were recorded cannot read
+# requests: a request without one of these is taken as a cell type.
 CONDITION_OPENERS = ("of ", "from ", "with ", "under ")
 
 
@@ -46,17 +49,38 @@ class GeneratedCells:
     completions: list[Completion]
 
 
-def cell_prompt(request: str, num_genes: int, templates: Templates | None = None) -> str:
-    """The corpus prompt asking for one cell described by ``request``, with the answer's
-    opening, ready for the model to write the genes."""
+def request_rows(
+    bundle: Bundle, requests: Sequence[str | CellRequest], n_per_request: int, templates: Templates
+) -> list[tuple[str, str]]:
+    """(request text, condition phrase) of every cell to generate.
+
+    A request that names a count ("7 human kidney cells") gets that many cells, any other
+    ``n_per_request``. Requests are read against the labels of the bundle's corpus.
+
+    Raises:
+      InputError: a request with words that match no label (see `parse_request`).
+    """
+    labels = merged_labels(bundle.corpus.get("datasets", {}))
+    phrases = templates.entry("conditional_generation")["conditions"]
+    rows = []
+    for request in requests:
+        if isinstance(request, str) and not labels:
+            text = request.strip().rstrip(".")
+            conditions = text if text.lower().startswith(CONDITION_OPENERS) else f"of type {text}"
+            rows += [(request, conditions)] * n_per_request
+            continue
+        parsed = parse_request(request, labels) if isinstance(request, str) else request
+        rows += [(parsed.text, condition_phrase(parsed, phrases))] * (parsed.count or n_per_request)
+    return rows
+
+
+def cell_prompt(conditions: str, num_genes: int, templates: Templates | None = None) -> str:
+    """The corpus prompt asking for one cell with ``conditions`` ("of type B from
+    kidney"), with the answer's opening, ready for the model to write the genes."""
     templates = templates or Templates.load()
-    conditions = request.strip().rstrip(".")
-    if not conditions.lower().startswith(CONDITION_OPENERS):
-        conditions = f"of type {conditions}"
     wording = templates.entry("conditional_generation")["prompts"][0]
-    prompt = wording.format(
-        count_phrase=templates.count_phrase(1), conditions=conditions, num_genes=num_genes
-    )
+    fields = templates.count_fields(dict(num_cells=1, conditions=conditions, num_genes=num_genes))
+    prompt = wording.format(**fields)
     opening = templates.table["cell_list"]["item"].split("{cell_sentence}")[0]
     return f"{prompt} {opening.format(index=1).rstrip()}"
 
@@ -99,8 +123,9 @@ def generate_cells(
 
     Args:
       bundle: a trained model bundle.
-      requests: descriptions ("CD8+ T cell from pancreas"), or full prompts with ``raw``.
-      n_per_request: cells per request (rows sampled independently).
+      requests: descriptions ("7 CD8+ T cells from pancreas") or parsed requests, or full
+        prompts with ``raw``.
+      n_per_request: cells per request that names no count (rows sampled independently).
       params: sampling settings (``max_new_tokens`` should cover ``num_genes`` genes).
       num_genes: genes asked for in the prompt.
       constrain: allow only the bundle's genes, each at most once.
@@ -113,8 +138,13 @@ def generate_cells(
     graphdef, state = nnx.split(bundle.model)
     sampler = Sampler(ModelParts(graphdef, bundle.config), state, bundle.tokenizer.eos_id)
     templates = Templates.load()
-    rows = [r for r in requests for _ in range(n_per_request)]
-    prompts = [r if raw else cell_prompt(r, num_genes, templates) for r in rows]
+    if raw:
+        rows = [str(r) for r in requests for _ in range(n_per_request)]
+        prompts = rows
+    else:
+        pairs = request_rows(bundle, requests, n_per_request, templates)
+        rows = [text for text, _ in pairs]
+        prompts = [cell_prompt(conditions, num_genes, templates) for _, conditions in pairs]
     tables = None
     if constrain:
         genes = bundle.dataset()["genes"]

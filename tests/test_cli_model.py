@@ -31,6 +31,16 @@ def test_generate_writes_valid_unrepeated_cells_with_requests(tmp_path, capsys):
     assert "CD14+ Monocyte" in capsys.readouterr().out
 
 
+def test_generate_reads_counts_and_labels_from_requests(capsys):
+    args = ["generate", "--checkpoint", str(pbmc_workdir()), "--num-genes", "5", "--json"]
+    assert main([*args, "2 human CD14+ monocytes", "-n", "3"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert [x["request"] for x in lines] == ["2 human CD14+ monocytes"] * 2  # its count wins
+    assert main([*args, "CD14+ Monocyts"]) == 2
+    err = capsys.readouterr().err
+    assert "could not match 'CD14+ Monocyts' (did you mean cell type 'CD14+ Monocyte'" in err
+
+
 def test_score_ranks_choices_and_reports_tokens(capsys):
     prompt = "Identify the cell type from this ranked list of 3 genes of a human cell: CD3D."
     choices = ["CD14+ Monocyte.", "CD19+ B."]

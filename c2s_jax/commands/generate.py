@@ -11,10 +11,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Adds `c2s generate` to the subcommands."""
     p = sub.add_parser(
         "generate",
-        help='generate cells: c2s generate --checkpoint DIR "CD8+ T cell from pancreas" -n 7',
-        description="Each REQUEST describes cells (a cell type, optionally 'from TISSUE', "
-        "'with DISEASE'); it is wrapped in the corpus's generation prompt and the model "
-        "writes one cell sentence per sample, using only known genes, each once (unless "
+        help='generate cells: c2s generate --checkpoint DIR "7 CD8+ T cells from pancreas"',
+        description="Each REQUEST describes cells in free text ('7 human kidney cells', 'a "
+        "fibroblast in lung after IL-6 stimulation'): a count, and cell type, tissue, "
+        "organism, disease and perturbation read against the labels of the model's corpus "
+        "(case-insensitive, plurals and common organism names; a word that matches nothing "
+        "is named with the closest labels). Each cell gets the corpus's generation prompt "
+        "and the model writes its cell sentence, using only known genes, each once (unless "
         "--free). With --raw the requests are sent verbatim and the completions printed.",
     )
     p.add_argument("requests", nargs="*", metavar="REQUEST", help="what to generate")
@@ -24,7 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="model bundle or training workdir (local, or gs:// copied to $C2S_CACHE_DIR)",
     )
     p.add_argument("--prompts-file", help="more requests, one per line")
-    p.add_argument("-n", "--num-samples", type=int, default=1, help="samples per request")
+    p.add_argument(
+        "-n",
+        "--num-samples",
+        type=int,
+        default=1,
+        help="cells per request that names no count ('7 human kidney cells' gets 7)",
+    )
     p.add_argument("--num-genes", type=int, default=100, help="genes per cell to ask for")
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: 2 x num-genes + 8")
     p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1)")

@@ -161,10 +161,10 @@ def _annotations(path: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         # Both files predate anndata's encoding metadata, which anndata reads fine.
         warnings.filterwarnings("ignore", category=anndata.OldFormatWarning)
         backed = anndata.read_h5ad(path, backed="r")
-    try:
-        return backed.obs.copy(), backed.var[[]].copy()
-    finally:
-        backed.file.close()
+        try:
+            return backed.obs.copy(), backed.var[[]].copy()
+        finally:
+            backed.file.close()
 
 
 def _dense_rows_as_csr(path: Path, rows: int) -> sp.csr_matrix:

@@ -34,7 +34,7 @@ import pandas as pd
 import tensorflow_datasets as tfds
 
 from c2s_jax.atomic_write import atomic_path, write_text_atomic
-from c2s_jax.data.corpus_cells import DatasetCells, load_dataset
+from c2s_jax.data.corpus_cells import CONDITION_FIELDS, DatasetCells, load_dataset
 from c2s_jax.data.corpus_config import SPLITS, CorpusSpec
 from c2s_jax.data.prompts.formatter import GeneRun, Templates
 from c2s_jax.data.splits import SPLIT_IDS
@@ -340,6 +340,12 @@ def _metadata(spec, factory, datasets, tokenizer, out, counts, equivalence, effi
                 },
                 "target_sum": d.sentences.target_sum,
                 "unmatched_perturbed_cells": d.controls.unmatched if d.controls else 0,
+                # What generation requests are read against (`c2s generate`).
+                "labels": {
+                    field: sorted({str(v) for v in d.fields[field] if v is not None})
+                    for field in CONDITION_FIELDS
+                    if field in d.fields
+                },
             }
             for d in datasets
         },

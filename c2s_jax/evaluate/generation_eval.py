@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 import scipy.sparse as sp
 
+from c2s_jax.cell_requests import CellRequest
 from c2s_jax.embeddings import CellEmbedder
 from c2s_jax.evaluate.distribution import (
     knn_label_accuracy,
@@ -115,8 +116,9 @@ def evaluate_generation(
         seed=cfg.seed,
     )
     n = cfg.cells_per_condition
+    requests = [CellRequest(c, None, {field: c}) for c in conditions]
     generated = generate_cells(
-        bundle, conditions, n, params, num_genes=k, constrain=True, progress=progress
+        bundle, requests, n, params, num_genes=k, constrain=True, progress=progress
     )
     rng = np.random.default_rng(cfg.seed)
     sides = {"reference": [], "generated": [], "floor": []}

@@ -43,7 +43,11 @@ def test_st_skin_has_grid_coordinates_and_clusters():
     assert spots.obs["cluster"].nunique() == 10 and spots.obs["cluster"].dtype == "category"
     stored = embedded.DATASETS["st_skin"].path("st_skin")
     with h5py.File(stored) as file:
-        np.testing.assert_array_equal(spots.X[:5].toarray(), file["X"][:5])
+        np.testing.assert_array_equal(spots.layers["normalized"][:5].toarray(), file["X"][:5])
+    # X is on C2S's log10(1 + x) scale, and says so as scanpy does.
+    expected = np.log10(1.0 + spots.layers["normalized"].toarray())
+    np.testing.assert_allclose(spots.X.toarray(), expected, rtol=1e-6)
+    assert spots.uns["log1p"] == {"base": 10}
 
 
 def test_unknown_names_and_missing_wheels_are_one_line(monkeypatch):

@@ -115,18 +115,21 @@ class SentenceChunk:
 
     Attributes:
       gene_ids: [total] int32 symbol indices into `symbols`; cell i is
-        gene_ids[indptr[i]:indptr[i + 1]].
+        gene_ids[indptr[i]:indptr[i + 1]]. None when the stream only counts genes
+        (``rank=False``); indptr then still gives each cell's sentence length.
       indptr: [cells + 1] int64.
       cell_names: [cells] obs names.
       obs: the requested obs columns of these cells.
       symbols: [S] the input's symbols.
+      rows: [cells] int64 row of each cell in its input.
     """
 
-    gene_ids: np.ndarray
+    gene_ids: np.ndarray | None
     indptr: np.ndarray
     cell_names: np.ndarray
     obs: pd.DataFrame
     symbols: np.ndarray
+    rows: np.ndarray
 
 
 class _FitSample:
@@ -211,6 +214,11 @@ class SentenceStream:
       options: see `SentenceOptions`.
       obs_keys: obs columns carried along with each cell.
       progress: show a progress bar over cells.
+      rank: rank each cell's genes; False only counts them (every statistic, the
+        vocabulary and the fit are the same, at a fraction of the time).
+      only_rows: sorted input rows to yield (one input only); blocks without any are not
+        read, and the statistics then cover only the rows read. Each cell's ranking is a
+        function of its own row, so it is the same as in a full pass.
     """
 
     def __init__(
@@ -219,7 +227,11 @@ class SentenceStream:
         options: SentenceOptions | None = None,
         obs_keys: Sequence[str] = (),
         progress: bool = True,
+        rank: bool = True,
+        only_rows: np.ndarray | None = None,
     ):
+        if only_rows is not None and len(inputs) != 1:
+            raise ValueError("only_rows selects rows of a single input")
         if not inputs:
             raise InputError("no input given: pass at least one AnnData or input path")
         clash = [k for k in obs_keys if k in RESERVED_COLUMNS]
@@ -232,6 +244,8 @@ class SentenceStream:
         self.options = options
         self.obs_keys = list(obs_keys)
         self.progress = progress
+        self.rank = rank
+        self.only_rows = None if only_rows is None else np.asarray(only_rows, np.int64)
         self.stats = SentenceStats()
         self.vocabulary = GeneVocabulary((), ())
         self._totals = _CountsMedian()
@@ -285,7 +299,7 @@ class SentenceStream:
             disable=not self.progress,
             leave=False,
         )
-        for start, block in src.chunks(opts.chunk_size):
+        for start, block in src.chunks(opts.chunk_size, self.only_rows):
             block = symbols.to_symbol_space(block)
             if normalized_input is None:
                 normalized_input = self._is_normalized(block, src.where)
@@ -294,13 +308,18 @@ class SentenceStream:
             passes = expressed >= max(opts.min_genes, 1)
             stats.n_cells_empty += int((expressed == 0).sum())
             stats.n_cells_below_min_genes += int(((expressed > 0) & ~passes).sum())
+            if self.only_rows is not None:
+                passes &= np.isin(start + np.arange(len(passes)), self.only_rows)
             rows = np.flatnonzero(passes)
             kept = block if len(rows) == block.shape[0] else block[rows]
             if not (every_gene_kept and expressed.sum() == block.nnz):
                 kept = _gene_filtered(kept, keep_gene)
-            gene_ids, indptr = rank_genes(
-                kept, salt | (start + rows).astype(np.uint64), opts.seed, keep_gene, opts.top_k
-            )
+            if self.rank:
+                gene_ids, indptr = rank_genes(
+                    kept, salt | (start + rows).astype(np.uint64), opts.seed, keep_gene, opts.top_k
+                )
+            else:
+                gene_ids, indptr = None, _sentence_bounds(kept, opts.top_k)
             nonempty = np.diff(indptr) > 0
             stats.n_cells_empty += int((~nonempty).sum())
             if not nonempty.all():
@@ -324,6 +343,7 @@ class SentenceStream:
                 cell_names=src.obs.names(start + rows),
                 obs=src.obs.frame(self.obs_keys, start + rows),
                 symbols=symbols.symbols,
+                rows=(start + rows).astype(np.int64),
             )
         bar.close()
         self._fit_sample.normalized_input |= bool(normalized_input)
@@ -360,7 +380,18 @@ def _gene_filtered(block: sp.csr_matrix, keep_gene: np.ndarray) -> sp.csr_matrix
     return sp.csr_matrix((block.data[keep], block.indices[keep], indptr), shape=block.shape)
 
 
-def _drop_empty(gene_ids: np.ndarray, indptr: np.ndarray, nonempty: np.ndarray):
+def _sentence_bounds(kept: sp.csr_matrix, top_k: int | None) -> np.ndarray:
+    """[cells + 1] the indptr a ranking of `kept` would give (at most `top_k` genes per
+    cell), without ranking. `kept` holds only positive entries of kept genes."""
+    lengths = np.diff(kept.indptr)
+    if top_k is not None:
+        lengths = np.minimum(lengths, top_k)
+    indptr = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    return indptr
+
+
+def _drop_empty(gene_ids: np.ndarray | None, indptr: np.ndarray, nonempty: np.ndarray):
     lengths = np.diff(indptr)[nonempty]
     new_indptr = np.zeros(len(lengths) + 1, np.int64)
     np.cumsum(lengths, out=new_indptr[1:])

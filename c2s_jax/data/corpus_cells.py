@@ -1,23 +1,32 @@
-"""One dataset, ready for task sampling: sentences, obs fields, splits, groups, neighbors.
+"""One dataset, ready for task sampling: obs fields, splits, groups, neighbors, and the
+ranked genes of the cells an example asks for.
 
-Cell sentences keep every expressed gene (each example then shows its own top-K), so
-questions such as "is gene X expressed" have exact answers.
+Task sampling reads only obs, per-cell sentence lengths and the vocabulary, which one
+counting pass over the data gives (`CellIndex`); the ranked genes live in a `GeneStore`
+that holds either every cell (evaluation, small data) or just the cells one batch of
+examples uses, read in one pass over the data, so a corpus build's memory follows the
+examples drawn, not the cells stored. Sentences keep every expressed gene (each example
+then shows its own top-K), so questions such as "is gene X expressed" have exact answers.
 """
 
+import contextlib
 import dataclasses
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import anndata
 import numpy as np
 import pandas as pd
 
-from c2s_jax.data.cell_sentences import CellSentences, cell_sentences
+from c2s_jax.data import inverse
+from c2s_jax.data.cell_sentences import DataInput, SentenceOptions, SentenceStats, SentenceStream
 from c2s_jax.data.corpus_config import DatasetSpec, SplitSpec
 from c2s_jax.data.embedded import is_embedded, load_embedded
 from c2s_jax.data.expression_source import read_anndata
 from c2s_jax.data.perturbation import ControlPairs, pair_controls
+from c2s_jax.data.sentence_table import SentenceTable, is_sentence_table
 from c2s_jax.data.splits import SPLIT_IDS, assign_splits
+from c2s_jax.data.vocabulary import GeneVocabulary
 from c2s_jax.errors import InputError
 
 # Fields a conditional-generation request may name, with the spec attribute of each column.
@@ -30,13 +39,104 @@ CONDITION_FIELDS = {
 }
 
 
+@dataclasses.dataclass(frozen=True)
+class CellIndex:
+    """A dataset's cells without their genes: what task sampling reads of every cell.
+
+    Attributes:
+      symbols: [S] gene symbols; gene ids index into it.
+      cell_names: [cells] obs names.
+      obs: the obs columns the tasks and the split read, one row per cell.
+      vocabulary: symbols with their expressing-cell counts.
+      stats: cells and genes kept, skipped and filtered.
+      fit: the inverse-transform fit.
+      target_sum: the normalize_total target of the fit.
+      lengths: [cells] int64 genes in each cell's sentence.
+      input_rows: [cells] int64 each cell's row in the input (empty cells are not cells).
+    """
+
+    symbols: np.ndarray
+    cell_names: np.ndarray
+    obs: pd.DataFrame
+    vocabulary: GeneVocabulary
+    stats: SentenceStats
+    fit: inverse.InverseFit
+    target_sum: float
+    lengths: np.ndarray
+    input_rows: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.cell_names)
+
+
+class GeneStore:
+    """Ranked gene ids of the cells held, by cell.
+
+    While `recording()`, `genes(cell)` notes the cell and returns placeholder ids of the
+    right length: task sampling decides on lengths only, so a recorded run draws the same
+    cells as a real one, and tells which cells to `fetch` before it.
+
+    Args:
+      read: sorted input rows -> (gene_ids [total] int32, indptr [rows + 1]) of those
+        rows, read again from the dataset (the same ranking on every read).
+      index: the dataset's cells.
+    """
+
+    def __init__(self, read: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]], index):
+        self.read, self.index = read, index
+        self._cells = np.zeros(0, np.int64)
+        self._gene_ids = np.zeros(0, np.int32)
+        self._indptr = np.zeros(1, np.int64)
+        self._recorded: set[int] | None = None
+        self.holds_all = False
+
+    def genes(self, cell: int) -> np.ndarray:
+        """[n] int32 gene ids of `cell`, most expressed first."""
+        if self._recorded is not None:
+            self._recorded.add(int(cell))
+            # Distinct valid ids, as real genes are (a cell's genes are distinct).
+            return np.arange(self.index.lengths[cell], dtype=np.int32)
+        at = int(np.searchsorted(self._cells, cell))
+        if at == len(self._cells) or self._cells[at] != cell:
+            raise LookupError(f"cell {cell} was not fetched before use (GeneStore.fetch)")
+        return self._gene_ids[self._indptr[at] : self._indptr[at + 1]]
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[set[int]]:
+        """Collects the cells asked for within the block (their genes are placeholders)."""
+        self._recorded = set()
+        try:
+            yield self._recorded
+        finally:
+            self._recorded = None
+
+    def fetch(self, cells: Iterable[int]) -> None:
+        """Holds the genes of `cells` (only those), read in one pass over the dataset; a
+        store that holds every cell keeps them all."""
+        if self.holds_all:
+            return
+        cells = np.unique(np.fromiter(cells, np.int64))
+        self._hold(cells, *self.read(self.index.input_rows[cells]))
+
+    def hold_all(self, gene_ids: np.ndarray, indptr: np.ndarray) -> None:
+        """Holds every cell's genes, as a full ranking pass gave them."""
+        self._hold(np.arange(len(self.index), dtype=np.int64), gene_ids, indptr)
+        self.holds_all = True
+
+    def _hold(self, cells: np.ndarray, gene_ids: np.ndarray, indptr: np.ndarray) -> None:
+        if len(indptr) != len(cells) + 1:
+            raise RuntimeError(f"read {len(indptr) - 1} cells where {len(cells)} were asked for")
+        self._cells, self._gene_ids, self._indptr = cells, gene_ids, indptr
+
+
 @dataclasses.dataclass
 class DatasetCells:
-    """A dataset in memory with what the task builders ask of it.
+    """A dataset with what the task builders ask of it.
 
     Attributes:
       spec: the dataset's config entry.
-      sentences: all cells' ranked genes (every expressed gene).
+      sentences: its cells (obs, lengths, vocabulary, fit), without their genes.
+      store: the ranked genes of the cells held (every expressed gene of each).
       fields: template field -> [cells] object array of str (None where missing).
       split: [cells] int8 split ids (splits.SPLIT_IDS).
       cells_by_split: split id -> [n] int64 cells.
@@ -48,7 +148,8 @@ class DatasetCells:
     """
 
     spec: DatasetSpec
-    sentences: CellSentences
+    sentences: CellIndex
+    store: GeneStore
     fields: dict[str, np.ndarray]
     split: np.ndarray
     cells_by_split: dict[int, np.ndarray]
@@ -61,8 +162,7 @@ class DatasetCells:
 
     def genes(self, cell: int) -> np.ndarray:
         """[n] int32 gene ids of a cell, most expressed first."""
-        s = self.sentences
-        return s.gene_ids[s.indptr[cell] : s.indptr[cell + 1]]
+        return self.store.genes(cell)
 
     def cells_with(self, split: int, field: str, value: str) -> np.ndarray:
         """[n] int64 cells of a split whose `field` equals `value` (sorted)."""
@@ -76,29 +176,31 @@ class DatasetCells:
         return self._index[key].get(value, np.zeros(0, np.int64))
 
 
-def load_dataset(spec: DatasetSpec, split_spec: SplitSpec, seed: int, neighbors: int):
-    """Reads a dataset, ranks its cells and assigns their splits.
+def load_dataset(
+    spec: DatasetSpec,
+    split_spec: SplitSpec,
+    seed: int,
+    neighbors: int,
+    all_genes: bool = True,
+    chunk_size: int = 4096,
+) -> DatasetCells:
+    """Reads a dataset's cells and assigns their splits.
 
     Args:
       spec: the dataset's config entry.
       split_spec: how cells are split.
       seed: corpus seed (tie-breaks and split order).
       neighbors: spatial neighbors per cell (when the dataset has coordinates).
+      all_genes: rank every cell and hold all genes; False only counts them, and the
+        genes of the cells examples use are fetched later (`GeneStore.fetch`).
+      chunk_size: cells read at once (memory, never the result).
     """
-    adata = open_dataset(spec)
-    with warnings.catch_warnings():
-        if is_embedded(spec.path):
-            # Packaged datasets hold cells in rows, however many genes they keep.
-            warnings.filterwarnings("ignore", message=".*may be transposed", category=UserWarning)
-        sentences = cell_sentences(
-            adata,
-            obs_keys=list(dict.fromkeys([*spec.obs_keys(), *split_spec.obs_keys()])),
-            seed=seed,
-            layer=spec.layer,
-            raw=spec.raw,
-            gene_symbols_key=spec.gene_symbols_key,
-            sanitize_symbols=spec.sanitize_symbols,
-        )
+    if is_sentence_table(spec.path):
+        adata = spec.path
+        sentences, store = _table_cells(spec, split_spec, chunk_size)
+    else:
+        adata = open_dataset(spec)
+        sentences, store = _matrix_cells(adata, spec, split_spec, seed, all_genes, chunk_size)
     obs = sentences.obs
     fields = {}
     for field, attribute in {**CONDITION_FIELDS, "description": "description_key"}.items():
@@ -138,6 +240,7 @@ def load_dataset(spec: DatasetSpec, split_spec: SplitSpec, seed: int, neighbors:
     return DatasetCells(
         spec=spec,
         sentences=sentences,
+        store=store,
         fields=fields,
         split=split,
         cells_by_split={i: np.flatnonzero(split == i) for i in SPLIT_IDS.values()},
@@ -147,6 +250,109 @@ def load_dataset(spec: DatasetSpec, split_spec: SplitSpec, seed: int, neighbors:
         description=_uns_description(adata, spec),
         expressed_symbols=np.asarray(expressed, np.int32),
     )
+
+
+def _obs_keys(spec: DatasetSpec, split_spec: SplitSpec) -> list[str]:
+    return list(dict.fromkeys([*spec.obs_keys(), *split_spec.obs_keys()]))
+
+
+def _matrix_cells(
+    adata: DataInput,
+    spec: DatasetSpec,
+    split_spec: SplitSpec,
+    seed: int,
+    all_genes: bool,
+    chunk_size: int,
+) -> tuple[CellIndex, GeneStore]:
+    """An expression matrix's cells: counted (or ranked) in one streamed pass."""
+    options = SentenceOptions(
+        seed=seed,
+        layer=spec.layer,
+        raw=spec.raw,
+        gene_symbols_key=spec.gene_symbols_key,
+        sanitize_symbols=spec.sanitize_symbols,
+        chunk_size=chunk_size,
+    )
+    with warnings.catch_warnings():
+        if is_embedded(spec.path):
+            # Packaged datasets hold cells in rows, however many genes they keep.
+            warnings.filterwarnings("ignore", message=".*may be transposed", category=UserWarning)
+        stream = SentenceStream(
+            [adata], options, _obs_keys(spec, split_spec), progress=False, rank=all_genes
+        )
+        chunks = list(stream)
+    index = CellIndex(
+        symbols=chunks[0].symbols if chunks else np.zeros(0, str),
+        cell_names=_joined(chunks, "cell_names", np.zeros(0, str)),
+        obs=pd.concat([c.obs for c in chunks], ignore_index=True) if chunks else pd.DataFrame(),
+        vocabulary=stream.vocabulary,
+        stats=stream.stats,
+        fit=stream.inverse_fit(),
+        target_sum=stream.target_sum(),
+        lengths=_chunk_lengths(chunks),
+        input_rows=_joined(chunks, "rows", np.zeros(0, np.int64)),
+    )
+    # Later reads know the input's scale and have warned about its shape already.
+    fetch_options = dataclasses.replace(options, normalize=not index.stats.normalized_input)
+
+    def read(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        stream = SentenceStream([adata], fetch_options, progress=False, only_rows=rows)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*may be transposed", category=UserWarning)
+            return _ranked(list(stream))
+
+    store = GeneStore(read, index)
+    if all_genes:
+        store.hold_all(*_ranked(chunks))
+    return index, store
+
+
+def _table_cells(
+    spec: DatasetSpec, split_spec: SplitSpec, chunk_size: int
+) -> tuple[CellIndex, GeneStore]:
+    """A `c2s sentences` table's cells: obs and lengths in one pass; genes on demand."""
+    for name in ("layer", "gene_symbols_key", "spatial_key", "description_uns_key"):
+        if getattr(spec, name) or spec.raw:
+            raise InputError(
+                f"config key 'datasets.{spec.name}.{'raw' if spec.raw else name}' applies to "
+                f"expression files; {spec.path} is a sentence table (its cells are ranked "
+                "already, without coordinates or uns)"
+            )
+    table = SentenceTable(spec.path)
+    names, frames, lengths = [], [], []
+    for batch_names, obs, batch_lengths in table.scan(_obs_keys(spec, split_spec), chunk_size):
+        names.append(batch_names)
+        frames.append(obs)
+        lengths.append(batch_lengths)
+    index = CellIndex(
+        symbols=table.symbols,
+        cell_names=np.concatenate(names) if names else np.zeros(0, str),
+        obs=pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
+        vocabulary=table.vocabulary,
+        stats=table.stats,
+        fit=table.fit,
+        target_sum=table.target_sum,
+        lengths=np.concatenate(lengths) if lengths else np.zeros(0, np.int64),
+        input_rows=np.arange(sum(len(n) for n in names), dtype=np.int64),
+    )
+    return index, GeneStore(table.genes, index)
+
+
+def _joined(chunks: list, name: str, empty: np.ndarray) -> np.ndarray:
+    return np.concatenate([getattr(c, name) for c in chunks]) if chunks else empty
+
+
+def _chunk_lengths(chunks: list) -> np.ndarray:
+    lengths = [np.diff(c.indptr) for c in chunks]
+    return np.concatenate(lengths).astype(np.int64) if lengths else np.zeros(0, np.int64)
+
+
+def _ranked(chunks: list) -> tuple[np.ndarray, np.ndarray]:
+    """(gene_ids, indptr) of ranked chunks, joined."""
+    indptr = np.zeros(1 + sum(len(c.cell_names) for c in chunks), np.int64)
+    np.cumsum(_chunk_lengths(chunks), out=indptr[1:])
+    gene_ids = _joined(chunks, "gene_ids", np.zeros(0, np.int32))
+    return gene_ids, indptr
 
 
 def open_dataset(spec: DatasetSpec) -> anndata.AnnData | str:
@@ -165,7 +371,7 @@ def _text_column(column: pd.Series) -> np.ndarray:
     return np.array([None if m else str(v) for v, m in zip(values, missing, strict=True)], object)
 
 
-def _neighbors(adata, spec: DatasetSpec, sentences: CellSentences, k: int) -> np.ndarray:
+def _neighbors(adata, spec: DatasetSpec, sentences: CellIndex, k: int) -> np.ndarray:
     """[cells, k] the k nearest cells in space (by obsm coordinates), nearest first."""
     from scipy.spatial import cKDTree
 

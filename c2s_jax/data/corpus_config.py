@@ -158,6 +158,9 @@ class CorpusSpec:
     seq_len: int
     tokenizer: TokenizerSpec
     config: dict
+    # Cells read at once while counting cells and fetching genes: bounds memory, never
+    # changes the corpus. Optional in configs.
+    chunk_size: int = 4096
 
     def task_probabilities(self) -> dict[str, float]:
         """Tasks with positive weight, normalized to sum to 1."""
@@ -214,6 +217,7 @@ def corpus_spec(config: ml_collections.ConfigDict) -> CorpusSpec:
             ),
         ),
         config=raw,
+        chunk_size=_positive(raw.get("chunk_size", 4096), "chunk_size"),
     )
 
 

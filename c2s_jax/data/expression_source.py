@@ -99,16 +99,24 @@ class ExpressionSource:
                 f"{', '.join(self.obs.columns) or 'none'})"
             )
 
-    def chunks(self, chunk_size: int) -> Iterator[tuple[int, sp.csr_matrix]]:
+    def chunks(
+        self, chunk_size: int, only_rows: np.ndarray | None = None
+    ) -> Iterator[tuple[int, sp.csr_matrix]]:
         """Yields (first_row, csr [rows, genes]) for consecutive row blocks.
 
         Values are checked as they stream: negative, NaN or infinite entries raise an error
         naming the file, the field and the first offending cell.
+
+        Args:
+          chunk_size: rows per block.
+          only_rows: sorted rows that are wanted; blocks holding none are not read.
         """
         if chunk_size < 1:
             raise InputError(f"chunk_size must be a positive number of cells, got {chunk_size}")
         for start in range(0, self.n_cells, chunk_size):
             stop = min(start + chunk_size, self.n_cells)
+            if only_rows is not None and _none_within(only_rows, start, stop):
+                continue
             block = self._rows(start, stop)
             block = block.tocsr() if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
             block.sort_indices()
@@ -135,6 +143,11 @@ class ExpressionSource:
                 first = int(np.searchsorted(block.indptr, np.flatnonzero(bad)[0], side="right")) - 1
                 cell = self.obs.names(np.array([start + first]))[0]
                 raise InputError(f"{self.where} has {what} (first in cell {cell!r}): {hint}")
+
+
+def _none_within(sorted_rows: np.ndarray, start: int, stop: int) -> bool:
+    """Whether no row of `sorted_rows` lies in [start, stop)."""
+    return np.searchsorted(sorted_rows, start) == np.searchsorted(sorted_rows, stop)
 
 
 def read_anndata(path: str | os.PathLike, backed: str | None = None) -> anndata.AnnData:

@@ -181,14 +181,16 @@ class CorpusWriter:
 
     def generate(self, split: str, part: int, counts: collections.Counter) -> Iterator:
         """(key, record) of the part's examples of `split`."""
-        first = part * self.spec.examples_per_part
-        last = min(first + self.spec.examples_per_part, self.spec.examples[split])
-        for index in range(first, last):
+        for index in self._indices(split, part):
             record = self.record(split, index, counts)
             if record is not None:
                 counts[f"{split}/{record['task']}"] += 1
                 counts[f"{split} tokens"] += len(record["tokens"])
                 yield index, record
+
+    def _indices(self, split: str, part: int) -> range:
+        first = part * self.spec.examples_per_part
+        return range(first, min(first + self.spec.examples_per_part, self.spec.examples[split]))
 
     def write_part(self, records_dir: Path, part: int) -> dict:
         """Writes one part (unless already complete) and returns its counts."""
@@ -199,6 +201,9 @@ class CorpusWriter:
         shutil.rmtree(part_dir, ignore_errors=True)
         first = part * self.spec.examples_per_part
         split_names = [s for s in SPLITS if self.spec.examples[s] > first]
+        self.factory.fetch_genes(
+            (split, index) for split in split_names for index in self._indices(split, part)
+        )
         counts = collections.Counter()
         builder = CorpusRecords(
             part=part,
@@ -237,8 +242,10 @@ def build_corpus(spec: CorpusSpec, out_dir: str | Path, progress: bool = True) -
     _claim(out, spec)
     if not progress:
         tfds.disable_progress_bar()
+    # Cells are counted here; each part reads the genes of the cells its examples use.
     datasets = [
-        load_dataset(d, spec.split, spec.seed, spec.spatial_neighbors) for d in spec.datasets
+        load_dataset(d, spec.split, spec.seed, spec.spatial_neighbors, False, spec.chunk_size)
+        for d in spec.datasets
     ]
     factory = ExampleFactory(spec, datasets, Templates.load())
     tokenizer, efficiency = _tokenizer(spec, factory, datasets, out)
@@ -287,6 +294,7 @@ def _tokenizer(spec: CorpusSpec, factory: ExampleFactory, datasets, out: Path):
 
 def corpus_texts(factory: ExampleFactory, n: int) -> list[str]:
     """Full texts of the first n training examples (what tokenizers learn from)."""
+    factory.fetch_genes(("train", i) for i in range(n))
     texts = []
     for index in range(n):
         example, _ = factory.example("train", index)
@@ -304,7 +312,9 @@ def _check_table_equivalence(spec: CorpusSpec, factory: ExampleFactory, encoder)
     """Table lookup vs. text tokenization on the first training examples (see tokenizer)."""
     if not spec.tokenizer.pre_tokenized:
         return {"pre_tokenized": False, "checked": 0, "mismatches": 0}
-    sample = [factory.example("train", i)[0] for i in range(spec.tokenizer.check_examples)]
+    keys = [("train", i) for i in range(spec.tokenizer.check_examples)]
+    factory.fetch_genes(keys)
+    sample = [factory.example(*key)[0] for key in keys]
     sample = [e.rendered for e in sample if e is not None]
     mismatches = encoder.verify_tables(sample)
     return {

@@ -13,8 +13,9 @@ and batch, so that held-out cell type x perturbation combinations still have con
 """
 
 import collections
+import contextlib
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -123,6 +124,18 @@ class ExampleFactory:
             "nl_interpretation": self._nl_interpretation,
             "question_answering": self._question_answering,
         }
+
+    def fetch_genes(self, keys: Iterable[tuple[str, int]]) -> None:
+        """Reads the genes of every cell that examples `keys` ((split, index) pairs) use,
+        one pass per dataset, replacing the genes held before (stores that hold every
+        cell keep them). Cells are found by drawing the examples with placeholder genes.
+        """
+        with contextlib.ExitStack() as stack:
+            recorded = [stack.enter_context(d.store.recording()) for d in self.datasets]
+            for split, index in keys:
+                self.example(split, index)
+        for data, cells in zip(self.datasets, recorded, strict=True):
+            data.store.fetch(cells)
 
     def task_of(self, split: str, index: int) -> str:
         """The task that example `index` of `split` draws (the mixture sample alone)."""
@@ -389,13 +402,19 @@ class ExampleFactory:
         return [cell], fields, f"question_answering/{kind}"
 
     def _unexpressed_gene(self, data: DatasetCells, cell: int, rng) -> str:
-        expressed = set(data.genes(cell).tolist())
-        candidates = data.expressed_symbols
-        for _ in range(MAX_TRIES):
-            gene = int(candidates[rng.integers(len(candidates))])
-            if gene not in expressed:
-                return str(data.sentences.symbols[gene])
-        raise SkipDrawError("no unexpressed gene found for an is-expressed question")
+        """A gene expressed in the dataset but not in `cell`, drawn uniformly.
+
+        Whether one exists, and what the draw consumes of `rng`, depend on the cell's
+        sentence length alone (its genes are a subset of the expressed ones), so a run
+        that records cells without their genes draws the same (`GeneStore.recording`).
+        """
+        genes = data.genes(cell)
+        n_candidates = len(data.expressed_symbols) - len(genes)
+        if n_candidates <= 0:
+            raise SkipDrawError("cell expressing every gene: no unexpressed gene to ask about")
+        pick = int(rng.integers(n_candidates))
+        candidates = np.setdiff1d(data.expressed_symbols, genes, assume_unique=True)
+        return str(data.sentences.symbols[candidates[pick]])
 
     def _language_modeling(self, split: int, rng) -> Example:
         paragraphs = np.flatnonzero(self.text_split == split)

@@ -18,6 +18,7 @@ from c2s_jax.data.corpus_cells import DatasetCells, load_dataset, open_dataset
 from c2s_jax.data.corpus_config import corpus_spec
 from c2s_jax.data.gene_symbols import gene_symbols
 from c2s_jax.data.inverse import InverseFit, reconstruct
+from c2s_jax.data.sentence_table import is_sentence_table
 from c2s_jax.data.splits import SPLIT_IDS
 from c2s_jax.errors import InputError
 from c2s_jax.model_bundle import Bundle
@@ -77,6 +78,11 @@ def load_held_out(bundle: Bundle, dataset: str | None = None) -> HeldOut:
     spec = corpus_spec(config)
     name = dataset or next(iter(bundle.corpus["datasets"]))
     dataset_spec = next(d for d in spec.datasets if d.name == name)
+    if is_sentence_table(dataset_spec.path):
+        raise InputError(
+            f"dataset '{name}' is the sentence table {dataset_spec.path}; evaluation compares "
+            "expression, so it reads the matrix the table was written from"
+        )
     cells = load_dataset(dataset_spec, spec.split, spec.seed, spec.spatial_neighbors)
     if list(map(str, cells.sentences.symbols)) != list(meta["genes"]):
         raise InputError(

@@ -39,7 +39,7 @@ def _gemma2(d_model, num_layers, num_heads, num_kv_heads, head_dim, mlp_dim):
         num_kv_heads,
         head_dim,
         mlp_dim,
-        vocab_size=2304,
+        vocab_size=2560,
         sliding_window=512,
         dtype="float32",
     )

@@ -17,7 +17,7 @@ from c2s_jax.train.default_config import default_config
 def get_config():
     c = default_config()
     # Gemma-2's architecture at laptop size; the vocabulary covers the corpus tokenizer
-    # (about 1,900 pieces).
+    # (about 2,500 pieces).
     c.model.overrides = {
         "d_model": 128,
         "num_layers": 4,
@@ -26,7 +26,7 @@ def get_config():
         "head_dim": 32,
         "mlp_dim": 512,
         "query_pre_attn_scalar": 32,
-        "vocab_size": 2304,
+        "vocab_size": 2560,
         "sliding_window": 512,
         "dtype": "float32",
     }

@@ -9,9 +9,12 @@ import pandas as pd
 import pytest
 
 from c2s_jax.cli import main
+from c2s_jax.data.corpus_cells import load_dataset
 from c2s_jax.data.corpus_config import corpus_spec
+from c2s_jax.data.prompts.formatter import Templates
 from c2s_jax.data.records import build_corpus, data_source, read_metadata
-from c2s_jax.data.tokenizer import Tokenizer
+from c2s_jax.data.tasks import ExampleFactory
+from c2s_jax.data.tokenizer import ExampleEncoder, Tokenizer
 from c2s_jax.errors import InputError
 from tests.data.corpus_helpers import (
     PBMC_CONFIG,
@@ -157,3 +160,71 @@ def test_a_failed_build_leaves_the_folder_to_the_corrected_config():
     config = small_config()
     config.examples = dict(train=40, validation=10, test=10)
     assert build_corpus(corpus_spec(config), out, progress=False)["splits"]["train"] == 40
+
+
+def test_records_follow_the_seed_not_the_chunk_size_nor_what_memory_holds():
+    config = small_config()
+    config.chunk_size = 37  # cells counted and genes fetched 37 at a time
+    chunked = scratch_dir() / "chunked"
+    build_corpus(corpus_spec(config), chunked, progress=False)
+    assert _shard_digests(chunked) == _shard_digests(pbmc_corpus())
+
+    # The build holds only the genes of each part's cells; drawn again with every cell's
+    # genes in memory, the examples are token for token the same.
+    spec = corpus_spec(small_config())
+    cells = load_dataset(spec.datasets[0], spec.split, spec.seed, spec.spatial_neighbors)
+    factory = ExampleFactory(spec, [cells], Templates.load())
+    meta = read_metadata(pbmc_corpus())
+    encoder = ExampleEncoder(Tokenizer(pbmc_corpus() / meta["tokenizer"]["path"], "c2s"))
+    stored = collections.defaultdict(list)  # records are shuffled; a cell may serve twice
+    for record in data_source(pbmc_corpus(), "train"):
+        key = (record["task"].decode(), tuple(record["cell_ids"]))
+        stored[key].append(record["tokens"].tolist())
+    for index in range(40):
+        example, _ = factory.example("train", index)
+        tokens = encoder.encode(example.rendered).tokens.tolist()
+        assert tokens in stored[(example.task, tuple(example.cell_ids))]
+
+
+def test_fetching_holds_the_genes_of_the_drawn_cells_only():
+    spec = corpus_spec(small_config())
+    data = load_dataset(spec.datasets[0], spec.split, spec.seed, 6, all_genes=False)
+    reference = load_dataset(spec.datasets[0], spec.split, spec.seed, 6)
+    factory = ExampleFactory(spec, [data], Templates.load())
+    with data.store.recording() as recorded:
+        for index in range(3):
+            factory.example("validation", index)
+    factory.fetch_genes(("validation", index) for index in range(3))
+    for cell in recorded:
+        assert data.genes(cell).tolist() == reference.genes(cell).tolist()
+    unused = next(c for c in range(len(data.sentences)) if c not in recorded)
+    with pytest.raises(LookupError, match=f"cell {unused} .* not fetched"):
+        data.genes(unused)
+
+
+def test_a_sentence_table_builds_the_same_corpus_as_its_source(tmp_path):
+    from c2s_jax.data.cell_sentences import SentenceOptions
+    from c2s_jax.data.sentence_files import write_sentences
+
+    table = tmp_path / "pbmc.parquet"
+    obs = ["cell_type", "tissue", "organism"]
+    options = SentenceOptions(chunk_size=100)  # several row groups
+    write_sentences(["embedded:pbmc68k"], table, options, obs, progress=False)
+    config = small_config()
+    config.datasets[0]["path"] = str(table)
+    config.chunk_size = 64
+    out = scratch_dir() / "from_table"
+    build_corpus(corpus_spec(config), out, progress=False)
+    assert _shard_digests(out) == _shard_digests(pbmc_corpus())
+    assert read_metadata(out)["datasets"]["pbmc68k"]["path"] == str(table)
+    assert (
+        read_metadata(out)["datasets"]["pbmc68k"]["genes"]
+        == (read_metadata(pbmc_corpus())["datasets"]["pbmc68k"]["genes"])
+    )
+
+    config.datasets[0]["group_keys"] = ("batch",)
+    with pytest.raises(InputError, match=r"no obs column \['batch'\].*--obs"):
+        build_corpus(corpus_spec(config), scratch_dir() / "missing", progress=False)
+    (tmp_path / "pbmc.meta.json").unlink()
+    with pytest.raises(InputError, match="without its metadata pbmc.meta.json"):
+        build_corpus(corpus_spec(config), scratch_dir() / "no_meta", progress=False)

@@ -52,6 +52,9 @@ class LoaderOptions:
         on local disk 0 (read in line) is fastest; threads pay off when reads wait on
         remote storage (gs://).
       read_buffer: records read ahead when read_threads > 0.
+      task_weights: task -> weight of a mixture over the split's records of each task,
+        instead of the corpus's own mixture (None); tasks left out, or of weight 0, are
+        not read. Each task's records repeat on their own, so it needs num_epochs None.
     """
 
     batch_size: int
@@ -63,6 +66,7 @@ class LoaderOptions:
     prefetch: int = 4
     read_threads: int = 0
     read_buffer: int = 64
+    task_weights: dict[str, float] | None = None
 
 
 class _RecordToExample(grain.transforms.Map):
@@ -79,6 +83,56 @@ class _RecordToExample(grain.transforms.Map):
             "loss_mask": record["loss_mask"],
             "task_id": self.task_ids[task],
         }
+
+
+class _Records:
+    """The records of a source at chosen indices (one task's share of a split)."""
+
+    def __init__(self, source, indices: np.ndarray):
+        self.source, self.indices = source, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int):
+        return self.source[int(self.indices[index])]
+
+
+def _task_mixture(
+    corpus_dir, split: str, source, options: LoaderOptions, process_index: int, process_count: int
+) -> grain.MapDataset:
+    """This host's records, tasks mixed by `options.task_weights` (each task shuffled and
+    repeated on its own, then interleaved in proportion to its weight)."""
+    from c2s_jax.data.records import task_index
+
+    tasks = read_metadata(corpus_dir)["tasks"]
+    weights = dict(options.task_weights)
+    unknown = sorted(set(weights) - set(tasks))
+    if unknown:
+        raise InputError(
+            f"config key 'data.task_weights' names tasks {unknown} that the corpus lacks "
+            f"(it holds {tasks})"
+        )
+    if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+        raise InputError("config key 'data.task_weights': weights must be >= 0, some > 0")
+    if options.num_epochs is not None:
+        raise InputError("task weights repeat each task on its own: use num_epochs=None")
+    ids = task_index(corpus_dir, split)
+    parts, shares = [], []
+    for task_id, task in enumerate(tasks):
+        if weights.get(task, 0) <= 0:
+            continue
+        indices = np.flatnonzero(ids == task_id)
+        if len(indices) < process_count:
+            raise InputError(
+                f"config key 'data.task_weights.{task}': the {split} split holds "
+                f"{len(indices)} records of it, fewer than the {process_count} hosts"
+            )
+        part = grain.MapDataset.source(_Records(source, indices))
+        part = part.shuffle(seed=options.seed + task_id)[process_index::process_count]
+        parts.append(part.repeat(None))
+        shares.append(weights[task])
+    return grain.MapDataset.mix(parts, shares)
 
 
 def host_batches(
@@ -104,9 +158,14 @@ def host_batches(
         )
     meta = read_metadata(corpus_dir)
     task_ids = {task: i for i, task in enumerate(meta["tasks"])}
-    dataset = grain.MapDataset.source(data_source(corpus_dir, split))
-    dataset = dataset.shuffle(seed=options.seed)[process_index::process_count]
-    dataset = dataset.repeat(options.num_epochs).map(_RecordToExample(task_ids))
+    source = data_source(corpus_dir, split)
+    if options.task_weights is None:
+        dataset = grain.MapDataset.source(source)
+        dataset = dataset.shuffle(seed=options.seed)[process_index::process_count]
+        dataset = dataset.repeat(options.num_epochs)
+    else:
+        dataset = _task_mixture(corpus_dir, split, source, options, process_index, process_count)
+    dataset = dataset.map(_RecordToExample(task_ids))
     batches = PackedBatchDataset(
         dataset.to_iter_dataset(
             grain.ReadOptions(

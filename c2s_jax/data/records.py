@@ -259,6 +259,8 @@ def build_corpus(spec: CorpusSpec, out_dir: str | Path, progress: bool = True) -
     meta = _metadata(spec, factory, datasets, tokenizer, out, counts, equivalence, efficiency)
     write_text_atomic(out / CORPUS_JSON, json.dumps(meta, indent=1))
     _write_cells(datasets, out / CELLS_PARQUET)
+    if meta["splits"]["train"]:
+        task_index(out, "train")  # for task weights at training time
     return meta
 
 
@@ -385,6 +387,23 @@ def read_metadata(corpus_dir: str | Path) -> dict:
     if not path.exists():
         raise InputError(f"{corpus_dir}: no {CORPUS_JSON}; build it with `c2s corpus build`")
     return json.loads(path.read_text())
+
+
+def task_index(corpus_dir: str | Path, split: str) -> np.ndarray:
+    """[records] int16 the task id (index into corpus.json's tasks) of every record of a
+    split, in the data source's order; read once and kept beside the records.
+
+    Training reads it to mix tasks with weights other than the corpus's.
+    """
+    path = Path(corpus_dir) / RECORDS_DIR / f"{split}.task_ids.npy"
+    if path.exists():
+        return np.load(path)
+    task_ids = {task: i for i, task in enumerate(read_metadata(corpus_dir)["tasks"])}
+    source = data_source(corpus_dir, split)
+    ids = np.array([task_ids[source[i]["task"].decode()] for i in range(len(source))], np.int16)
+    with atomic_path(path) as tmp, open(tmp, "wb") as stream:
+        np.save(stream, ids)
+    return ids
 
 
 def data_source(corpus_dir: str | Path, split: str):

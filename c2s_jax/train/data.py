@@ -4,6 +4,7 @@ A batch source yields host-local numpy batches (this host's rows of the global b
 and has `get_state()`/`set_state()` so checkpoints can store its position.
 """
 
+import dataclasses
 from typing import Protocol
 
 import jax
@@ -79,10 +80,13 @@ def _corpus_sources(cfg: ml_collections.ConfigDict, vocab_size: int, sharding: N
         worker_count=data.get("worker_count", 0),
         # Examples packed together; small corpora (tests, notebooks) read less with less.
         pack_window=data.pack_window,
+        task_weights=dict(data.task_weights) or None,
     )
 
     def loader(split: str) -> CorpusLoader:
-        return CorpusLoader(data.corpus_dir, split, options, sharding.mesh, sharding.spec)
+        # Evaluation reads the validation split as the corpus mixed it.
+        read = options if split == "train" else dataclasses.replace(options, task_weights=None)
+        return CorpusLoader(data.corpus_dir, split, read, sharding.mesh, sharding.spec)
 
     return loader("train"), lambda: loader("validation"), list(meta["tasks"])
 

@@ -30,6 +30,8 @@ def default_config() -> ml_collections.ConfigDict:
         {"coordinator_address": "", "num_processes": 1, "process_id": 0, "auto": False}
     )
     # data.source: 'corpus' (data.corpus_dir from `c2s corpus build`) or 'synthetic'.
+    # data.task_weights: task -> weight, to train on another mixture than the corpus's
+    # (empty: the corpus's own; a corpus task left out is not trained on).
     c.data = ml_collections.ConfigDict(
         {
             "source": "synthetic",
@@ -40,6 +42,7 @@ def default_config() -> ml_collections.ConfigDict:
             "eval_batches": 2,
             "worker_count": 0,
             "pack_window": 4096,
+            "task_weights": {},
         }
     )
     c.optimizer = ml_collections.ConfigDict(

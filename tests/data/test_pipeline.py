@@ -9,7 +9,8 @@ from jax.sharding import Mesh, PartitionSpec
 
 from c2s_jax.data.packing import BATCH_KEYS, pack_rows
 from c2s_jax.data.pipeline import CorpusLoader, LoaderOptions, host_batches
-from c2s_jax.data.records import data_source, read_metadata
+from c2s_jax.data.records import data_source, read_metadata, task_index
+from c2s_jax.errors import InputError
 from tests.data.corpus_helpers import pbmc_corpus
 
 OPTIONS = LoaderOptions(batch_size=4, seq_len=2048, seed=3, pack_window=256)
@@ -102,6 +103,27 @@ def test_tasks_appear_in_batches_in_proportion_to_their_weights():
     for task_id, task in enumerate(meta["tasks"]):
         p = meta["task_probabilities"][task]
         assert abs(counts[task_id] / n - p) < 4 * np.sqrt(p * (1 - p) / n), task
+
+
+def test_training_can_mix_tasks_with_its_own_weights():
+    corpus = pbmc_corpus()
+    tasks = read_metadata(corpus)["tasks"]
+    first, second = tasks[0], tasks[-1]
+    weights = {first: 3.0, second: 1.0}  # every other task is left out
+    options = LoaderOptions(batch_size=4, seq_len=2048, seed=0, task_weights=weights)
+    counts = collections.Counter()
+    for batch, _ in zip(host_batches(corpus, "train", options, 0, 1), range(40), strict=False):
+        counts.update(tasks[batch["task_id"][r, s]] for r, s, _ in _segments(batch))
+    assert set(counts) == {first, second}
+    n = sum(counts.values())
+    assert abs(counts[first] / n - 0.75) < 4 * np.sqrt(0.75 * 0.25 / n)
+    # The per-task index matches the records, and bad weights are named.
+    ids = task_index(corpus, "train")
+    source = data_source(corpus, "train")
+    assert all(tasks[ids[i]] == source[i]["task"].decode() for i in range(0, len(ids), 37))
+    bad = LoaderOptions(batch_size=4, seq_len=2048, task_weights={"dancing": 1.0})
+    with pytest.raises(InputError, match=r"task_weights' names tasks \['dancing'\]"):
+        host_batches(corpus, "train", bad, 0, 1)
 
 
 def test_loader_places_global_arrays_on_the_mesh_and_restores():

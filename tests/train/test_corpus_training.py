@@ -48,3 +48,24 @@ def test_a_finished_run_exports_a_bundle_with_tokenizer_and_corpus_facts():
     dataset = bundle.dataset()
     assert len(dataset["genes"]) == 765 and "slope" in dataset["inverse_fit"]
     assert bundle.config.num_layers == 4
+
+
+def test_training_reads_the_task_mixture_of_its_config():
+    import jax
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    from c2s_jax.data.records import read_metadata
+    from c2s_jax.train.data import batch_sources
+
+    cfg = pbmc_train_config("data.task_weights={'cell_type_annotation': 1.0}")
+    mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
+    train_source, eval_source, tasks = batch_sources(
+        cfg, 4096, NamedSharding(mesh, PartitionSpec("data"))
+    )
+    assert tasks == read_metadata(cfg.data.corpus_dir)["tasks"]
+    annotation = tasks.index("cell_type_annotation")
+    batch = next(iter(train_source))
+    seen = np.unique(np.asarray(batch["task_id"])[np.asarray(batch["segment_ids"]) > 0])
+    assert seen.tolist() == [annotation]
+    held = next(iter(eval_source()))  # evaluation keeps the corpus's own mixture
+    assert len(np.unique(np.asarray(held["task_id"])[np.asarray(held["segment_ids"]) > 0])) > 1

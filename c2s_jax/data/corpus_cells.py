@@ -24,6 +24,7 @@ from c2s_jax.data.corpus_config import DatasetSpec, SplitSpec
 from c2s_jax.data.embedded import is_embedded, load_embedded
 from c2s_jax.data.expression_source import read_anndata
 from c2s_jax.data.perturbation import ControlPairs, pair_controls
+from c2s_jax.data.readers.detect import detect_format
 from c2s_jax.data.sentence_table import SentenceTable, is_sentence_table
 from c2s_jax.data.splits import SPLIT_IDS, assign_splits
 from c2s_jax.data.vocabulary import GeneVocabulary
@@ -199,6 +200,14 @@ def load_dataset(
         adata = spec.path
         sentences, store = _table_cells(spec, split_spec, chunk_size)
     else:
+        if not is_embedded(spec.path):
+            try:
+                detect_format(spec.path)
+            except InputError as err:
+                raise InputError(
+                    f"config key 'datasets.{spec.name}.path': {err}, or a sentence table "
+                    "written by `c2s sentences` (.parquet with its .meta.json)"
+                ) from None
         adata = open_dataset(spec)
         sentences, store = _matrix_cells(adata, spec, split_spec, seed, all_genes, chunk_size)
     obs = sentences.obs
@@ -226,6 +235,14 @@ def load_dataset(
         group_of_cell = np.zeros(len(sentences), np.int64)
     controls = None
     if spec.perturbation_key:
+        values = obs[spec.perturbation_key].astype(str)
+        if not (values == spec.control_label).any():
+            shown = ", ".join(sorted(values.unique())[:10])
+            raise InputError(
+                f"{spec.path}: no cell has {spec.perturbation_key} = '{spec.control_label}' "
+                f"(config key datasets.{spec.name}.control_label; values: {shown}); name the "
+                "control label, since a perturbation task pairs each cell with controls"
+            )
         controls = pair_controls(
             obs[spec.perturbation_key],
             spec.control_label,

@@ -225,6 +225,11 @@ def test_a_sentence_table_builds_the_same_corpus_as_its_source(tmp_path):
     config.datasets[0]["group_keys"] = ("batch",)
     with pytest.raises(InputError, match=r"no obs column \['batch'\].*--obs"):
         build_corpus(corpus_spec(config), scratch_dir() / "missing", progress=False)
+    (tmp_path / "notes.txt").write_text("cells")
+    config.datasets[0]["path"] = str(tmp_path / "notes.txt")
+    with pytest.raises(InputError, match=r"datasets.pbmc68k.path': .*notes.txt.*sentence table"):
+        build_corpus(corpus_spec(config), scratch_dir() / "text", progress=False)
+    config.datasets[0]["path"] = str(table)
     (tmp_path / "pbmc.meta.json").unlink()
     with pytest.raises(InputError, match="without its metadata pbmc.meta.json"):
         build_corpus(corpus_spec(config), scratch_dir() / "no_meta", progress=False)

@@ -123,6 +123,15 @@ def test_task_without_its_data_names_the_config_key():
         _factory(small_config(**{"tasks.spatial_neighborhood": 1.0}))
 
 
+def test_a_control_label_that_no_cell_has_is_named():
+    config = _perturb_config()
+    config.datasets[0]["control_label"] = "ctrl"
+    with pytest.raises(
+        InputError, match=r"perturbation = 'ctrl' .*control_label; values: .*control"
+    ):
+        _factory(config)
+
+
 def test_template_field_missing_from_the_data_names_template_and_column():
     config = _only("cell_type_annotation")
     config.datasets[0]["organism_key"] = None

@@ -29,6 +29,7 @@ builds: median of --repeats runs (--repeats-1m at 1M); in-memory: --peer-repeats
 """
 
 import argparse
+import contextlib
 import datetime
 import hashlib
 import json
@@ -181,13 +182,13 @@ def prepare(data_dir: Path, label: str, seed: int) -> dict:
         info = {"seed": seed, "generate_s": time.perf_counter() - began}
         table.unlink(missing_ok=True)
         print(f"{label}: wrote {h5ad} in {info['generate_s']:.0f} s", flush=True)
-    if not table.exists():
+    if not table.exists() or info.get("sentences", {}).get("peak_source") != "/usr/bin/time":
         command = [
             str(C2S), "sentences", str(h5ad), str(table),
             "--obs", "cell_type", "tissue", "organism", "--no-progress",
         ]  # fmt: skip
         run = measure(command)
-        info["sentences"] = run
+        info["sentences"] = {**run, "peak_source": "/usr/bin/time"}
         print(
             f"{label}: c2s sentences {run['wall_s']:.0f} s, {run['peak_mib']:,.0f} MiB",
             flush=True,
@@ -245,16 +246,24 @@ def worker(mode: str, path: str, out: str) -> None:
     else:
         splits = build_in_memory(spec, out)
     seconds = time.perf_counter() - began
-    print(json.dumps({"build_s": seconds, "splits": splits, "records": records_digest(out)}))
+    hwm = _status_kib("self", "VmHWM") / 1024
+    print(
+        json.dumps(
+            {
+                "build_s": seconds,
+                "splits": splits,
+                "records": records_digest(out),
+                "hwm_mib": hwm,
+            }
+        )
+    )
 
 
 def build_in_memory(spec, out: Path) -> dict:
     """The old path: every cell ranked and held, then the same tokenizer and parts."""
+    from c2s_jax.data import records
     from c2s_jax.data.corpus_cells import load_dataset
     from c2s_jax.data.prompts.formatter import Templates
-    from c2s_jax.data.records import (
-        RECORDS_DIR, CorpusWriter, corpus_texts, gene_symbols, n_parts,
-    )  # fmt: skip
     from c2s_jax.data.tasks import ExampleFactory
     from c2s_jax.data.tokenizer import ExampleEncoder, Tokenizer, train_tokenizer
 
@@ -264,13 +273,15 @@ def build_in_memory(spec, out: Path) -> dict:
     ]
     factory = ExampleFactory(spec, datasets, Templates.load())
     model = out / "tokenizer" / "c2s.model"
-    texts = corpus_texts(factory, spec.tokenizer.training_examples)
-    train_tokenizer(texts, model, spec.tokenizer.vocab_size, gene_symbols(datasets))
+    texts = records.corpus_texts(factory, spec.tokenizer.training_examples)
+    train_tokenizer(texts, model, spec.tokenizer.vocab_size, records.gene_symbols(datasets))
     tokenizer = Tokenizer(model, spec.tokenizer.family)
-    writer = CorpusWriter(spec, factory, ExampleEncoder(tokenizer, spec.tokenizer.pre_tokenized))
+    writer = records.CorpusWriter(
+        spec, factory, ExampleEncoder(tokenizer, spec.tokenizer.pre_tokenized)
+    )
     splits = {}
-    for part in range(n_parts(spec)):
-        counts = writer.write_part(out / RECORDS_DIR, part)
+    for part in range(records.n_parts(spec)):
+        counts = writer.write_part(out / records.RECORDS_DIR, part)
         for key, value in counts.items():
             split, sep, _ = key.partition("/")
             if sep and split in EXAMPLES:
@@ -288,55 +299,80 @@ def records_digest(out: Path) -> str:
 
 
 def measure(command: list[str], cap_gib: float | None = None, limit_s: float | None = None):
-    """Runs `command`; wall seconds, peak RSS (MiB) and its last stdout line.
+    """Runs `command` under /usr/bin/time; wall seconds, peak RSS (MiB) and its last
+    stdout line (JSON, when it prints one).
 
-    With a cap or limit a watchdog kills the run when its RSS or time goes past it
-    ('killed' then says why).
+    The peak comes from /usr/bin/time (the command's own maximum RSS): the rusage a parent
+    reads with wait4 also carries the high-water mark of the process that forked it. With
+    a cap or limit a watchdog kills the run when its RSS or time goes past it ('killed'
+    then says why).
     """
+    timing = OUT_LOG.with_suffix(".time")
     began = time.perf_counter()
     stdout = open(OUT_LOG, "w+")  # noqa: SIM115 - read back below
     child = subprocess.Popen(
-        command, stdout=stdout, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True
+        ["/usr/bin/time", "-f", "%M %e", "-o", str(timing), *command],
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        start_new_session=True,
     )
     killed = None
-    while True:
-        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-        if pid:
-            break
+    while child.poll() is None:
         elapsed = time.perf_counter() - began
         if cap_gib is not None:
-            try:
-                rss = _vm_rss_gib(child.pid)
-            except OSError:
-                rss = 0.0
+            rss = _tree_rss_gib(child.pid)
             if rss > cap_gib:
                 killed = f"RSS {rss:.1f} GiB > {cap_gib} GiB after {elapsed:.0f} s"
         if limit_s is not None and elapsed > limit_s:
             killed = f"over {limit_s:.0f} s"
         if killed:
             os.killpg(child.pid, signal.SIGKILL)
-            pid, status, usage = os.wait4(child.pid, 0)
+            child.wait()
             break
         time.sleep(0.25)
     wall = time.perf_counter() - began
-    child.returncode = os.waitstatus_to_exitcode(status)
     stdout.seek(0)
     text = stdout.read()
     stdout.close()
-    result = {"wall_s": wall, "peak_mib": usage.ru_maxrss / 1024, "killed": killed}
     if killed is None and child.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({child.returncode}):\n{text[-4000:]}")
+    peak_kib = None
+    if killed is None:
+        peak_kib = int(timing.read_text().strip().splitlines()[-1].split()[0])
+    result = {
+        "wall_s": wall,
+        "peak_mib": peak_kib / 1024 if peak_kib is not None else None,
+        "killed": killed,
+    }
     lines = text.strip().splitlines()
     if killed is None and lines and lines[-1].startswith("{"):
         result.update(json.loads(lines[-1]))
     return result
 
 
-def _vm_rss_gib(pid: int) -> float:
-    for line in open(f"/proc/{pid}/status"):
-        if line.startswith("VmRSS"):
-            return int(line.split()[1]) / 2**20
-    return 0.0
+def _tree_rss_gib(pid: int) -> float:
+    """RSS of `pid` and its children (the command under /usr/bin/time)."""
+    total = 0.0
+    pids = [pid]
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(c) for c in children]
+    except OSError:
+        pass
+    for p in pids:
+        with contextlib.suppress(OSError):
+            total += _status_kib(p, "VmRSS") / 2**20
+    return total
+
+
+def _status_kib(pid: int | str, field: str) -> int:
+    """A memory field of /proc/PID/status, in KiB (0 when absent)."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
 
 
 def build_runs(mode: str, path: str, repeats: int, work: Path, **watch) -> dict:
@@ -367,10 +403,11 @@ def build_runs(mode: str, path: str, repeats: int, work: Path, **watch) -> dict:
 
 def _describe(run: dict) -> str:
     if run["killed"]:
-        return f"killed ({run['killed']}), peak {run['peak_mib']:,.0f} MiB"
+        return f"killed ({run['killed']})"
     return (
         f"build {run['build_s']:.1f} s (process {run['wall_s']:.1f} s), peak "
-        f"{run['peak_mib']:,.0f} MiB, splits {run['splits']}, records {run['records']}"
+        f"{run['peak_mib']:,.0f} MiB (VmHWM {run['hwm_mib']:,.0f}), splits {run['splits']}, "
+        f"records {run['records']}"
     )
 
 
@@ -401,29 +438,23 @@ def main() -> None:
     for label in SIZES:
         streamed_repeats = args.repeats if label == "100k" else args.repeats_1m
         print(f"{label}:", flush=True)
+        h5ad, table = data[label]["h5ad"], data[label]["parquet"]
+        watch = dict(cap_gib=args.peer_cap_gib, limit_s=args.peer_limit_s)
         results[label] = {
-            "streamed h5ad": build_runs("streamed", data[label]["h5ad"], streamed_repeats, work),
-            "streamed Parquet": build_runs(
-                "streamed", data[label]["parquet"], streamed_repeats, work
-            ),
-            "in memory h5ad": build_runs(
-                "memory", data[label]["h5ad"], args.peer_repeats, work,
-                cap_gib=args.peer_cap_gib, limit_s=args.peer_limit_s,
-            ),  # fmt: skip
+            "streamed h5ad": build_runs("streamed", h5ad, streamed_repeats, work),
+            "streamed Parquet": build_runs("streamed", table, streamed_repeats, work),
+            "in memory h5ad": build_runs("memory", h5ad, args.peer_repeats, work, **watch),
         }
     load_after = os.getloadavg()[0]
     finished = datetime.datetime.now(datetime.UTC)
     shutil.rmtree(work, ignore_errors=True)
-    (args.data / "results.json").write_text(json.dumps({"data": data, "results": results}, indent=1))
+    everything = {"data": data, "results": results}
+    (args.data / "results.json").write_text(json.dumps(everything, indent=1))
 
     lines = report(args, data, results, started, finished, load_before, load_after)
     print("\n".join(lines))
     if not args.no_record:
         update_section("bench_corpus_scale", "\n".join(lines))
-
-
-def _fmt_s(r: dict) -> str:
-    return f"{r['build_s']:.1f}" if "build_s" in r else "skipped"
 
 
 def report(args, data, results, started, finished, load_before, load_after) -> list[str]:
@@ -450,7 +481,7 @@ def report(args, data, results, started, finished, load_before, load_after) -> l
         "`load_dataset(..., all_genes=True)`, the tokenizer trained the same way, then "
         "`CorpusWriter.write_part`. Fresh process per build; seconds are the build alone "
         "(imports excluded), peak RSS is the whole process (TensorFlow included). "
-        f"Medians of the runs in column n.",
+        "Medians of the runs in column n.",
         "",
         "| cells | input | n | build (s) | examples/s | peak RSS (MiB) |",
         "|---|---|---:|---:|---:|---:|",
@@ -470,7 +501,10 @@ def report(args, data, results, started, finished, load_before, load_after) -> l
     for mode in modes:
         small, large = results["100k"][mode], results["1M"][mode]
         if "build_s" in small and "build_s" in large:
-            ratios[mode] = (large["build_s"] / small["build_s"], large["peak_mib"] / small["peak_mib"])
+            ratios[mode] = (
+                large["build_s"] / small["build_s"],
+                large["peak_mib"] / small["peak_mib"],
+            )
             lines.append(f"| {mode} | {ratios[mode][0]:.2f}x | {ratios[mode][1]:.2f}x |")
         else:
             lines.append(f"| {mode} | n/a | n/a |")
@@ -487,7 +521,10 @@ def report(args, data, results, started, finished, load_before, load_after) -> l
                 )
             else:
                 lines.append(f"| {label}, {mode} | n/a (in-memory skipped) | n/a |")
-    lines += ["", "| data | cells | .h5ad (MiB) | Parquet (MiB) | `c2s sentences` (s) | its peak RSS (MiB) |"]
+    lines += [
+        "",
+        "| data | cells | .h5ad (MiB) | Parquet (MiB) | `c2s sentences` (s) | its peak RSS (MiB) |",
+    ]
     lines.append("|---|---:|---:|---:|---:|---:|")
     for label, d in data.items():
         s = d.get("sentences", {})
@@ -511,9 +548,7 @@ def report(args, data, results, started, finished, load_before, load_after) -> l
     digests = {
         label: {mode: r.get("records") for mode, r in results[label].items()} for label in SIZES
     }
-    same = all(
-        len({tuple(v) for v in d.values() if v}) == 1 for d in digests.values()
-    )
+    same = all(len({tuple(v) for v in d.values() if v}) == 1 for d in digests.values())
     lines += [
         "",
         "ArrayRecord shards byte-identical across runs and between streamed (h5ad, "

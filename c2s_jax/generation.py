@@ -185,4 +185,6 @@ def cells_to_anndata(cells: GeneratedCells, bundle: Bundle) -> anndata.AnnData:
     )
     adata = anndata.AnnData(X=matrix, obs=obs, var=pd.DataFrame(index=pd.Index(genes)))
     adata.uns["c2s_generation"] = {"model": str(bundle.path), "inverse_fit": dataset["inverse_fit"]}
+    # X is log10(1 + normalized expression): scanpy reads the base from here.
+    adata.uns["log1p"] = {"base": 10}
     return adata

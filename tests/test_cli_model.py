@@ -19,6 +19,7 @@ def test_generate_writes_valid_unrepeated_cells_with_requests(tmp_path, capsys):
     adata = anndata.read_h5ad(out)
     genes = set(load_bundle(pbmc_workdir()).dataset()["genes"])
     assert list(adata.obs["request"]) == ["CD14+ Monocyte"] * 3 + ["CD19+ B"] * 3
+    assert adata.uns["log1p"]["base"] == 10
     for sentence in adata.obs["cell_sentence"]:
         words = sentence.split()
         assert words and set(words) <= genes and len(set(words)) == len(words)
@@ -63,6 +64,11 @@ def test_embed_adds_obsm_and_a_picture(pbmc_counts, tmp_path):
     assert adata.obsm["X_c2s"].shape == (40, 128)
     assert np.isfinite(adata.obsm["X_c2s"]).all()
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # The drawn projection is kept; PCA's first axis carries the most variance.
+    projection = adata.obsm["X_c2s_pca"]
+    assert projection.shape == (40, 2) and projection[:, 0].var() >= projection[:, 1].var()
+    assert main([*args, "--plot", str(png), "--method", "umap"]) == 0
+    assert anndata.read_h5ad(out).obsm["X_umap"].shape == (40, 2)
 
 
 def test_bad_requests_are_named(tmp_path, capsys):

@@ -69,34 +69,34 @@ def _run(args: argparse.Namespace) -> None:
     _, unknown = embedder.token_rows(cells)
     adata.obsm[OBSM_KEY] = embedder(cells, progress=True)
     adata.uns["c2s_embedding"] = {"model": str(bundle.path), "top_k": args.top_k}
+    projection = _project(adata, args.method, args.seed) if args.plot else None
     with atomic_path(Path(args.output)) as tmp:
         adata.write_h5ad(tmp)
+    stored = f" and obsm['{projection}']" if projection else ""
     print(
-        f"embedded {adata.n_obs} cells -> {args.output} obsm['{OBSM_KEY}'] "
+        f"embedded {adata.n_obs} cells -> {args.output} obsm['{OBSM_KEY}']{stored} "
         f"({adata.obsm[OBSM_KEY].shape[1]} dims); genes unknown to the model: "
         f"{np.mean(unknown):.1f} per cell"
     )
     if args.plot:
         from c2s_jax.plots import plot_embedding
 
-        coords = _project(adata, args.method, args.seed)
         labels = adata.obs[args.color].astype(str) if args.color else ["cells"] * adata.n_obs
         title = f"{args.method.upper()} of {OBSM_KEY} ({bundle.path.name})"
-        plot_embedding(coords, labels, title, args.plot)
+        plot_embedding(adata.obsm[projection], labels, title, args.plot)
         print(f"figure: {args.plot}")
 
 
-def _project(adata, method: str, seed: int):
-    import numpy as np
-
-    x = adata.obsm[OBSM_KEY]
+def _project(adata, method: str, seed: int) -> str:
+    """Stores a 2-D projection of the embeddings in obsm, as scanpy names it ('X_umap',
+    with the neighbor graph in obsp/uns) or 'X_c2s_pca'; returns the obsm key."""
     if method == "pca":
-        centered = x - x.mean(axis=0)
-        _, _, vt = np.linalg.svd(centered, full_matrices=False)
-        return centered @ vt[:2].T
+        from sklearn.decomposition import PCA
+
+        adata.obsm["X_c2s_pca"] = PCA(2, random_state=seed).fit_transform(adata.obsm[OBSM_KEY])
+        return "X_c2s_pca"
     import scanpy as sc
 
-    view = adata.copy()
-    sc.pp.neighbors(view, use_rep=OBSM_KEY, random_state=seed)
-    sc.tl.umap(view, random_state=seed)
-    return view.obsm["X_umap"]
+    sc.pp.neighbors(adata, use_rep=OBSM_KEY, random_state=seed)
+    sc.tl.umap(adata, random_state=seed)
+    return "X_umap"

@@ -4,6 +4,8 @@ ArrayRecord shards."""
 import argparse
 import time
 
+from c2s_jax.errors import InputError
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Adds `c2s corpus` to the subcommands."""
@@ -20,6 +22,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     build.add_argument("--config", required=True, help="corpus config file (configs/corpus/)")
     build.add_argument("--out", required=True, help="output folder")
     build.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    build.add_argument(
+        "--beam",
+        action="store_true",
+        help="draw examples on Apache Beam workers (local DirectRunner processes unless "
+        "--beam-option runner=... says otherwise); the records are the same",
+    )
+    build.add_argument(
+        "--beam-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Beam pipeline option, e.g. direct_num_workers=8, or runner=DataflowRunner "
+        "project=P region=R temp_location=gs://B/tmp (repeat the flag for each)",
+    )
     build.set_defaults(run=_run_build, takes_overrides=True)
 
 
@@ -30,7 +46,11 @@ def _run_build(args: argparse.Namespace) -> None:
 
     spec = corpus_spec(load_config(args.config, args.overrides))
     began = time.perf_counter()
-    meta = build_corpus(spec, args.out, progress=not args.no_progress)
+    if args.beam_option and not args.beam:
+        raise InputError("--beam-option needs --beam")
+    meta = build_corpus(
+        spec, args.out, not args.no_progress, beam=args.beam, beam_options=args.beam_option
+    )
     seconds = time.perf_counter() - began
     examples = sum(meta["splits"].values())
     tokenizer = meta["tokenizer"]

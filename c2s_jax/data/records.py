@@ -26,7 +26,7 @@ import json
 import logging
 import math
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,7 @@ import pandas as pd
 import tensorflow_datasets as tfds
 
 from c2s_jax.atomic_write import atomic_path, write_text_atomic
+from c2s_jax.data.beam_parts import WriterRecipe
 from c2s_jax.data.corpus_cells import CONDITION_FIELDS, DatasetCells, load_dataset
 from c2s_jax.data.corpus_config import SPLITS, CorpusSpec
 from c2s_jax.data.prompts.formatter import GeneRun, Templates
@@ -103,7 +104,8 @@ class CorpusRecords(tfds.core.GeneratorBasedBuilder):
         return {split: self._generate_examples(split) for split in self._split_names}
 
     def _generate_examples(self, split: str):
-        yield from self._generate(split)
+        # An iterator of (key, record), or a Beam PTransform that yields them.
+        return self._generate(split)
 
 
 @contextlib.contextmanager
@@ -115,17 +117,23 @@ def _sorted_proto_maps():
     """
     from tensorflow_datasets.core import example_serializer
 
-    serializer = example_serializer.ExampleSerializer
-    original = serializer.serialize_example
+    original = example_serializer.ExampleSerializer.serialize_example
+    sort_proto_maps()
+    try:
+        yield
+    finally:
+        example_serializer.ExampleSerializer.serialize_example = original
+
+
+def sort_proto_maps() -> None:
+    """Makes TFDS serialize tf.Example protos with sorted feature maps in this process
+    (Beam workers keep it; the single-process build sets it while writing)."""
+    from tensorflow_datasets.core import example_serializer
 
     def serialize_example(self, example):
         return self.get_tf_example(example).SerializeToString(deterministic=True)
 
-    serializer.serialize_example = serialize_example
-    try:
-        yield
-    finally:
-        serializer.serialize_example = original
+    example_serializer.ExampleSerializer.serialize_example = serialize_example
 
 
 class CorpusWriter:
@@ -179,9 +187,20 @@ class CorpusWriter:
         counts["dropped: answer longer than seq_len"] += 1
         return None
 
-    def generate(self, split: str, part: int, counts: collections.Counter) -> Iterator:
-        """(key, record) of the part's examples of `split`."""
-        for index in self._indices(split, part):
+    def records(
+        self, split: str, indices: range, counts: collections.Counter, fetch: bool = True
+    ) -> Iterator[tuple[int, dict]]:
+        """(key, record) of examples `indices` of `split` (dropped ones left out).
+
+        Args:
+          split: the split.
+          indices: example numbers.
+          counts: gathers per-task counts, tokens, truncations and drops.
+          fetch: read the genes of the examples' cells first (False: already held).
+        """
+        if fetch:
+            self.factory.fetch_genes((split, index) for index in indices)
+        for index in indices:
             record = self.record(split, index, counts)
             if record is not None:
                 counts[f"{split}/{record['task']}"] += 1
@@ -192,8 +211,22 @@ class CorpusWriter:
         first = part * self.spec.examples_per_part
         return range(first, min(first + self.spec.examples_per_part, self.spec.examples[split]))
 
-    def write_part(self, records_dir: Path, part: int) -> dict:
-        """Writes one part (unless already complete) and returns its counts."""
+    def write_part(
+        self,
+        records_dir: Path,
+        part: int,
+        beam: WriterRecipe | None = None,
+        beam_options: Sequence[str] = (),
+    ) -> dict:
+        """Writes one part (unless already complete) and returns its counts.
+
+        Args:
+          records_dir: the corpus's records folder.
+          part: the part number.
+          beam: draw the examples on Apache Beam workers, which rebuild the writer from
+            this recipe (None: in this process).
+          beam_options: KEY=VALUE Beam pipeline options (`beam_parts.pipeline_options`).
+        """
         counts_path = records_dir / f"part{part:05d}.counts.json"
         part_dir = records_dir / BUILDER_NAME / f"part{part:05d}"
         if counts_path.exists() and (part_dir / VERSION / "dataset_info.json").exists():
@@ -201,21 +234,36 @@ class CorpusWriter:
         shutil.rmtree(part_dir, ignore_errors=True)
         first = part * self.spec.examples_per_part
         split_names = [s for s in SPLITS if self.spec.examples[s] > first]
-        self.factory.fetch_genes(
-            (split, index) for split in split_names for index in self._indices(split, part)
-        )
         counts = collections.Counter()
+        download_config = tfds.download.DownloadConfig(verify_ssl=False)
+        if beam is None:
+            # One pass over the data reads the genes of every split's examples of the part.
+            self.factory.fetch_genes(
+                (split, index) for split in split_names for index in self._indices(split, part)
+            )
+
+            def generate(split: str):
+                return self.records(split, self._indices(split, part), counts, fetch=False)
+        else:
+            from c2s_jax.data.beam_parts import part_examples, pipeline_options
+
+            counts_files = {s: records_dir / f"part{part:05d}.{s}.counts.json" for s in split_names}
+            download_config.beam_options = pipeline_options(beam_options)
+
+            def generate(split: str):
+                return part_examples(beam, split, self._indices(split, part), counts_files[split])
+
         builder = CorpusRecords(
-            part=part,
-            records_dir=records_dir,
-            generate=lambda split: self.generate(split, part, counts),
-            split_names=split_names,
+            part=part, records_dir=records_dir, generate=generate, split_names=split_names
         )
         with _sorted_proto_maps():
             builder.download_and_prepare(
-                download_dir=str(records_dir / ".downloads"),
-                download_config=tfds.download.DownloadConfig(verify_ssl=False),
+                download_dir=str(records_dir / ".downloads"), download_config=download_config
             )
+        if beam is not None:
+            for path in counts_files.values():
+                counts.update(json.loads(path.read_text()))
+                path.unlink()
         for split in split_names:
             if not any(k.startswith(f"{split}/") for k in counts):
                 raise InputError(
@@ -231,8 +279,22 @@ def n_parts(spec: CorpusSpec) -> int:
     return max(1, math.ceil(max(spec.examples.values()) / spec.examples_per_part))
 
 
-def build_corpus(spec: CorpusSpec, out_dir: str | Path, progress: bool = True) -> dict:
+def build_corpus(
+    spec: CorpusSpec,
+    out_dir: str | Path,
+    progress: bool = True,
+    beam: bool = False,
+    beam_options: Sequence[str] = (),
+) -> dict:
     """Builds (or resumes) the corpus of `spec` in `out_dir`; returns its metadata.
+
+    Args:
+      spec: the checked config.
+      out_dir: the corpus folder.
+      progress: show progress bars.
+      beam: draw each part's examples on Apache Beam workers (`beam_parts`); the records
+        are the same.
+      beam_options: KEY=VALUE Beam pipeline options (runner, workers, project, ...).
 
     Raises:
       InputError: `out_dir` holds a corpus of another config, or the config cannot be
@@ -252,10 +314,11 @@ def build_corpus(spec: CorpusSpec, out_dir: str | Path, progress: bool = True) -
     encoder = ExampleEncoder(tokenizer, spec.tokenizer.pre_tokenized)
     equivalence = _check_table_equivalence(spec, factory, encoder)
     writer = CorpusWriter(spec, factory, encoder)
+    recipe = WriterRecipe(spec.config, str(tokenizer.path), encoder.pre_tokenized) if beam else None
     counts = collections.Counter()
     records_dir = out / RECORDS_DIR
     for part in range(n_parts(spec)):
-        counts.update(writer.write_part(records_dir, part))
+        counts.update(writer.write_part(records_dir, part, recipe, beam_options))
     meta = _metadata(spec, factory, datasets, tokenizer, out, counts, equivalence, efficiency)
     write_text_atomic(out / CORPUS_JSON, json.dumps(meta, indent=1))
     _write_cells(datasets, out / CELLS_PARQUET)

@@ -2,6 +2,7 @@
 
 import atexit
 import functools
+import hashlib
 import shutil
 import tempfile
 import warnings
@@ -28,6 +29,12 @@ def scratch_dir() -> Path:
     path = Path(tempfile.mkdtemp(prefix="c2s_corpus_test_"))
     atexit.register(shutil.rmtree, path, ignore_errors=True)
     return path
+
+
+def shard_digests(corpus: Path) -> dict[str, str]:
+    """sha256 of every file of a corpus's records (what byte-identical builds share)."""
+    files = sorted(p for p in (corpus / "records").rglob("*") if p.is_file())
+    return {str(p.relative_to(corpus)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 def small_config(**overrides) -> ml_collections.ConfigDict:

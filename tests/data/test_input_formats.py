@@ -175,8 +175,7 @@ def test_a_corpus_built_from_a_loom_file_equals_the_one_from_the_same_cells_in_m
 ):
     from c2s_jax.data.corpus_config import corpus_spec
     from c2s_jax.data.records import build_corpus
-    from tests.data.corpus_helpers import pbmc_corpus, scratch_dir, small_config
-    from tests.data.test_records import _shard_digests
+    from tests.data.corpus_helpers import pbmc_corpus, scratch_dir, shard_digests, small_config
 
     folder = scratch_dir()
     loom = pbmc_counts.copy()
@@ -188,4 +187,4 @@ def test_a_corpus_built_from_a_loom_file_equals_the_one_from_the_same_cells_in_m
     config = small_config()
     config.datasets = [{**config.datasets[0], "path": str(folder / "pbmc.loom")}]
     build_corpus(corpus_spec(config), folder / "corpus", progress=False)
-    assert _shard_digests(folder / "corpus") == _shard_digests(pbmc_corpus())
+    assert shard_digests(folder / "corpus") == shard_digests(pbmc_corpus())

@@ -3,7 +3,6 @@
 import collections
 import hashlib
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -21,13 +20,9 @@ from tests.data.corpus_helpers import (
     pbmc_corpus,
     perturb_seq_adata,
     scratch_dir,
+    shard_digests,
     small_config,
 )
-
-
-def _shard_digests(corpus: Path) -> dict[str, str]:
-    files = sorted(p for p in (corpus / "records").rglob("*") if p.is_file())
-    return {str(p.relative_to(corpus)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
 def test_metadata_travels_with_the_records():
@@ -65,7 +60,7 @@ def test_same_config_gives_byte_identical_shards_and_builds_resume():
     first = pbmc_corpus()
     second = scratch_dir() / "again"
     build_corpus(corpus_spec(small_config()), second, progress=False)
-    assert _shard_digests(first) == _shard_digests(second)
+    assert shard_digests(first) == shard_digests(second)
     # An interrupted build: the second part never finished. Rebuilding redoes only it.
     kept = second / "records" / "corpus_records" / "part00000" / "1.0.0" / "dataset_info.json"
     kept_mtime = kept.stat().st_mtime_ns
@@ -73,7 +68,7 @@ def test_same_config_gives_byte_identical_shards_and_builds_resume():
     (second / "records" / "part00001.counts.json").unlink()
     build_corpus(corpus_spec(small_config()), second, progress=False)
     assert kept.stat().st_mtime_ns == kept_mtime
-    assert _shard_digests(first) == _shard_digests(second)
+    assert shard_digests(first) == shard_digests(second)
 
 
 def test_another_config_in_the_same_folder_is_refused():
@@ -167,7 +162,7 @@ def test_records_follow_the_seed_not_the_chunk_size_nor_what_memory_holds():
     config.chunk_size = 37  # cells counted and genes fetched 37 at a time
     chunked = scratch_dir() / "chunked"
     build_corpus(corpus_spec(config), chunked, progress=False)
-    assert _shard_digests(chunked) == _shard_digests(pbmc_corpus())
+    assert shard_digests(chunked) == shard_digests(pbmc_corpus())
 
     # The build holds only the genes of each part's cells; drawn again with every cell's
     # genes in memory, the examples are token for token the same.
@@ -215,7 +210,7 @@ def test_a_sentence_table_builds_the_same_corpus_as_its_source(tmp_path):
     config.chunk_size = 64
     out = scratch_dir() / "from_table"
     build_corpus(corpus_spec(config), out, progress=False)
-    assert _shard_digests(out) == _shard_digests(pbmc_corpus())
+    assert shard_digests(out) == shard_digests(pbmc_corpus())
     assert read_metadata(out)["datasets"]["pbmc68k"]["path"] == str(table)
     assert (
         read_metadata(out)["datasets"]["pbmc68k"]["genes"]

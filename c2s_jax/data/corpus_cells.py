@@ -112,11 +112,13 @@ class GeneStore:
             self._recorded = None
 
     def fetch(self, cells: Iterable[int]) -> None:
-        """Holds the genes of `cells` (only those), read in one pass over the dataset; a
-        store that holds every cell keeps them all."""
-        if self.holds_all:
-            return
+        """Holds the genes of `cells` (only those), read in one pass over the dataset.
+
+        Nothing is read when every one of them is held already (a store that holds every
+        cell, or a fetch for a subset of the last one)."""
         cells = np.unique(np.fromiter(cells, np.int64))
+        if self.holds_all or np.isin(cells, self._cells, assume_unique=True).all():
+            return
         self._hold(cells, *self.read(self.index.input_rows[cells]))
 
     def hold_all(self, gene_ids: np.ndarray, indptr: np.ndarray) -> None:
@@ -167,14 +169,33 @@ class DatasetCells:
 
     def cells_with(self, split: int, field: str, value: str) -> np.ndarray:
         """[n] int64 cells of a split whose `field` equals `value` (sorted)."""
-        key = (split, field)
+        return self.cells_matching(split, {field: value})
+
+    def cells_matching(self, split: int, values: Mapping[str, str]) -> np.ndarray:
+        """[n] int64 cells of a split whose fields equal all of `values` (sorted).
+
+        Each combination of fields is indexed once per split, so a lookup costs the
+        cells it returns, not the dataset.
+        """
+        fields = tuple(sorted(values))
+        key = (split, fields)
         if key not in self._index:
             cells = self.cells_by_split[split]
-            values = pd.Series(self.fields[field][cells])
+            frame = pd.DataFrame({f: self.fields[f][cells] for f in fields})
+            groups = frame.groupby(list(fields), sort=False, dropna=True).indices
             self._index[key] = {
-                v: cells[np.asarray(rows)] for v, rows in values.groupby(values).indices.items()
+                (v if isinstance(v, tuple) else (v,)): cells[np.asarray(rows)]
+                for v, rows in groups.items()
             }
-        return self._index[key].get(value, np.zeros(0, np.int64))
+        wanted = tuple(values[f] for f in fields)
+        return self._index[key].get(wanted, np.zeros(0, np.int64))
+
+    def labels(self, field: str) -> list[str]:
+        """The distinct values of a field over all cells, sorted."""
+        key = ("labels", field)
+        if key not in self._index:
+            self._index[key] = sorted({v for v in pd.unique(self.fields[field]) if v})
+        return self._index[key]
 
 
 def load_dataset(

@@ -310,6 +310,12 @@ def build_corpus(
         for d in spec.datasets
     ]
     factory = ExampleFactory(spec, datasets, Templates.load())
+    # One read serves the tokenizer's sample, the table check and the first part.
+    sampled = max(spec.tokenizer.training_examples, spec.tokenizer.check_examples)
+    factory.fetch_genes(
+        [(s, i) for s in SPLITS for i in range(min(spec.examples_per_part, spec.examples[s]))]
+        + [("train", i) for i in range(sampled)]
+    )
     tokenizer, efficiency = _tokenizer(spec, factory, datasets, out)
     encoder = ExampleEncoder(tokenizer, spec.tokenizer.pre_tokenized)
     equivalence = _check_table_equivalence(spec, factory, encoder)

@@ -257,9 +257,7 @@ class ExampleFactory:
         if not present:
             raise SkipDrawError("cell without any condition field")
         chosen = [f for f in present if rng.random() < 0.5] or [present[rng.integers(len(present))]]
-        pool = data.cells_by_split[split]
-        for field in chosen:
-            pool = np.intersect1d(pool, data.cells_with(split, field, data.fields[field][cell]))
+        pool = data.cells_matching(split, {f: data.fields[f][cell] for f in chosen})
         low, high = self.spec.generated_cells
         cells = self._pick_cells(pool, int(rng.integers(low, high + 1)), cell, rng)
         k = self._top_k(rng)
@@ -394,7 +392,7 @@ class ExampleFactory:
             true_type = data.fields["cell_type"][cell]
             if true_type is None:
                 raise SkipDrawError("cell without cell_type")
-            others = sorted({t for t in data.fields["cell_type"] if t and t != true_type})
+            others = [t for t in data.labels("cell_type") if t != true_type]
             if not others:
                 raise SkipDrawError("only one cell type in the dataset")
             wrong = rng.choice(others, size=min(n_options - 1, len(others)), replace=False)

@@ -30,7 +30,6 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import tensorflow_datasets as tfds
 
 from c2s_jax.atomic_write import atomic_path, write_text_atomic
@@ -435,19 +434,31 @@ def _metadata(spec, factory, datasets, tokenizer, out, counts, equivalence, effi
 
 
 def _write_cells(datasets: list[DatasetCells], path: Path) -> None:
-    frames = [
-        pd.DataFrame(
-            {
-                "dataset": d.spec.name,
-                "cell_index": np.arange(len(d.sentences)),
-                "cell_name": d.sentences.cell_names.astype(str),
-                "split": np.array(list(SPLIT_IDS))[d.split],
-            }
-        )
-        for d in datasets
-    ]
+    """cells.parquet: dataset, cell index, name and split of every cell, one row group per
+    dataset; the repeated dataset and split names are dictionary codes, so an atlas-sized
+    table costs a few bytes per cell to write."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    splits = pa.array(list(SPLIT_IDS))
     with atomic_path(path) as tmp:
-        pd.concat(frames, ignore_index=True).to_parquet(tmp, index=False)
+        writer = None
+        for d in datasets:
+            n = len(d.sentences)
+            table = pa.table(
+                {
+                    "dataset": pa.DictionaryArray.from_arrays(
+                        np.zeros(n, np.int32), pa.array([d.spec.name])
+                    ),
+                    "cell_index": np.arange(n, dtype=np.int64),
+                    "cell_name": pa.array(d.sentences.cell_names.astype(str)),
+                    "split": pa.DictionaryArray.from_arrays(d.split.astype(np.int32), splits),
+                }
+            )
+            writer = writer or pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table)
+        if writer is not None:
+            writer.close()
 
 
 def read_metadata(corpus_dir: str | Path) -> dict:

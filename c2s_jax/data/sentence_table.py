@@ -61,7 +61,8 @@ class SentenceTable:
         self.fit = inverse.InverseFit(**self.meta["inverse_fit"])
         self.target_sum = float(self.meta["target_sum"])
         self.stats = SentenceStats(**self.meta["stats"])
-        self._file = pq.ParquetFile(self.path)
+        # Obs columns as dictionary codes: categoricals in pandas, a few bytes per cell.
+        self._file = pq.ParquetFile(self.path, read_dictionary=self.meta.get("obs_keys", []))
 
     def check_obs_columns(self, columns: Sequence[str]) -> None:
         """Raises InputError naming any of `columns` the table lacks."""
@@ -83,7 +84,7 @@ class SentenceTable:
             sentences = batch.column("cell_sentence")
             lengths = pc.list_value_length(pc.utf8_split_whitespace(sentences))
             obs = batch.select(list(obs_keys)).to_pandas() if obs_keys else pd.DataFrame()
-            names = batch.column("cell_name").to_numpy(zero_copy_only=False)
+            names = np.asarray(batch.column("cell_name").to_numpy(zero_copy_only=False), str)
             yield names, obs, np.asarray(lengths.fill_null(0), np.int64)
 
     def genes(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

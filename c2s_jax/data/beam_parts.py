@@ -17,8 +17,9 @@ from pathlib import Path
 
 from c2s_jax.errors import InputError
 
-# Examples a worker draws at once: one pass over each dataset per bundle.
-BUNDLE_EXAMPLES = 256
+# Examples a worker draws at once. Each bundle reads its cells' genes in one pass over
+# the datasets, so bundles are large enough for that pass to be worth it.
+BUNDLE_EXAMPLES = 2048
 # Workers of the local DirectRunner when no option names them.
 DEFAULT_LOCAL_WORKERS = 2
 

@@ -168,6 +168,36 @@ class CorpusSpec:
         return {t: w / total for t, w in self.task_weights.items() if w > 0}
 
 
+def default_corpus_config() -> ml_collections.ConfigDict:
+    """Every corpus config key at its default; a config file sets its datasets and task
+    weights (all 0 here) and changes what else differs (configs/corpus/)."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.datasets = []
+    config.tasks = dict.fromkeys(TASKS, 0.0)
+    config.top_k = (100, 200)
+    config.cells_per_example = (5, 20)
+    config.generated_cells = (1, 3)
+    config.tissue_cells = (1, 5)
+    config.spatial_neighbors = 6
+    config.small_group_policy = "shrink"
+    config.qa_options = 4
+    config.text_files = ()
+    config.split = dict(by=(), fractions=dict(train=0.8, validation=0.1, test=0.1))
+    config.examples = dict(train=4000, validation=400, test=400)
+    config.examples_per_part = 2000
+    config.seq_len = 8192
+    config.tokenizer = dict(
+        path=None,
+        family="c2s",
+        vocab_size=2000,
+        pre_tokenized=True,
+        check_examples=64,
+        training_examples=2000,
+    )
+    return config
+
+
 def corpus_spec(config: ml_collections.ConfigDict) -> CorpusSpec:
     """Checks a corpus config and returns it typed."""
     raw = config.to_dict()

@@ -14,12 +14,13 @@ its cell type; test examples draw their controls from the (training) control cel
 
 import ml_collections
 
+from c2s_jax.data.corpus_config import default_corpus_config
+
 HELD_OUT_TYPES = ("CD14 Mono", "B", "NK")
 
 
 def get_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.seed = 0
+    config = default_corpus_config()
     config.datasets = [
         dict(
             name="kang2018",
@@ -33,25 +34,14 @@ def get_config() -> ml_collections.ConfigDict:
             group_keys=("seurat_annotations", "perturbation"),
         )
     ]
-    config.tasks = dict(
+    config.tasks.update(
         cell_type_annotation=2.0,
-        tissue_inference=0.0,
         conditional_generation=1.0,
         multi_cell_context=1.0,
         question_answering=1.0,
-        spatial_neighborhood=0.0,
         perturbation_response=4.0,
-        nl_interpretation=0.0,
-        language_modeling=0.0,
     )
-    config.top_k = (100, 200)
     config.cells_per_example = (3, 8)
-    config.generated_cells = (1, 3)
-    config.tissue_cells = (1, 5)
-    config.spatial_neighbors = 6
-    config.small_group_policy = "shrink"
-    config.qa_options = 4
-    config.text_files = ()
     config.split = dict(
         by=(),
         fractions=dict(train=0.95, validation=0.05, test=0.0),
@@ -59,13 +49,6 @@ def get_config() -> ml_collections.ConfigDict:
     )
     config.examples = dict(train=20000, validation=1000, test=2000)
     config.examples_per_part = 5000
-    config.seq_len = 8192
-    config.tokenizer = dict(
-        path=None,
-        family="c2s",
-        vocab_size=4000,
-        pre_tokenized=True,
-        check_examples=64,
-        training_examples=3000,
-    )
+    config.tokenizer.vocab_size = 4000
+    config.tokenizer.training_examples = 3000
     return config

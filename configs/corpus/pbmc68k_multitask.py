@@ -15,10 +15,11 @@ DatasetSpec fields in c2s_jax/data/corpus_config.py).
 
 import ml_collections
 
+from c2s_jax.data.corpus_config import default_corpus_config
+
 
 def get_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.seed = 0
+    config = default_corpus_config()
     config.datasets = [
         dict(
             name="pbmc68k",
@@ -29,35 +30,11 @@ def get_config() -> ml_collections.ConfigDict:
             group_keys=("cell_type",),
         )
     ]
-    config.tasks = dict(
+    config.tasks.update(
         cell_type_annotation=3.0,
         tissue_inference=1.0,
         conditional_generation=2.0,
         multi_cell_context=1.0,
         question_answering=2.0,
-        spatial_neighborhood=0.0,
-        perturbation_response=0.0,
-        nl_interpretation=0.0,
-        language_modeling=0.0,
-    )
-    config.top_k = (100, 200)
-    config.cells_per_example = (5, 20)
-    config.generated_cells = (1, 3)
-    config.tissue_cells = (1, 5)
-    config.spatial_neighbors = 6
-    config.small_group_policy = "shrink"
-    config.qa_options = 4
-    config.text_files = ()
-    config.split = dict(by=(), fractions=dict(train=0.8, validation=0.1, test=0.1))
-    config.examples = dict(train=4000, validation=400, test=400)
-    config.examples_per_part = 2000
-    config.seq_len = 8192
-    config.tokenizer = dict(
-        path=None,
-        family="c2s",
-        vocab_size=2000,
-        pre_tokenized=True,
-        check_examples=64,
-        training_examples=2000,
     )
     return config

@@ -14,10 +14,11 @@ small has no unseen region large enough to hold out.
 
 import ml_collections
 
+from c2s_jax.data.corpus_config import default_corpus_config
+
 
 def get_config() -> ml_collections.ConfigDict:
-    config = ml_collections.ConfigDict()
-    config.seed = 0
+    config = default_corpus_config()
     config.datasets = [
         dict(
             name="st_skin",
@@ -29,35 +30,11 @@ def get_config() -> ml_collections.ConfigDict:
             group_keys=("cluster",),
         )
     ]
-    config.tasks = dict(
-        cell_type_annotation=0.0,
-        tissue_inference=0.0,
-        conditional_generation=0.0,
-        multi_cell_context=1.0,
-        question_answering=1.0,
-        spatial_neighborhood=3.0,
-        perturbation_response=0.0,
-        nl_interpretation=0.0,
-        language_modeling=0.0,
-    )
+    config.tasks.update(multi_cell_context=1.0, question_answering=1.0, spatial_neighborhood=3.0)
     config.top_k = (50, 100)
     config.cells_per_example = (2, 5)
     config.generated_cells = (1, 2)
-    config.tissue_cells = (1, 5)
-    config.spatial_neighbors = 6
-    config.small_group_policy = "shrink"
-    config.qa_options = 4
-    config.text_files = ()
-    config.split = dict(by=(), fractions=dict(train=0.8, validation=0.1, test=0.1))
     config.examples = dict(train=3000, validation=300, test=300)
     config.examples_per_part = 3000
-    config.seq_len = 8192
-    config.tokenizer = dict(
-        path=None,
-        family="c2s",
-        vocab_size=2000,
-        pre_tokenized=True,
-        check_examples=64,
-        training_examples=1500,
-    )
+    config.tokenizer.training_examples = 1500
     return config

@@ -112,10 +112,28 @@ def answer_label(text: str) -> str:
     return text.strip().split("\n")[0].strip().removesuffix(".")
 
 
+def _check_known_genes(symbols: np.ndarray, bundle: Bundle, name: str) -> None:
+    """Refuses an input none of whose genes the model's corpus had (var_names that are
+    Ensembl IDs, say), before any prompt is written. Models without a corpus (released
+    checkpoints) are not checked."""
+    if not bundle.corpus.get("datasets"):
+        return
+    known = {g for meta in bundle.corpus["datasets"].values() for g in meta["genes"]}
+    if not known.isdisjoint(map(str, symbols)):
+        return
+    shown = ", ".join(map(str, symbols[:3]))
+    raise InputError(
+        f"{name}: none of its {len(symbols)} gene symbols ({shown}, ...) is a gene the model "
+        "knows; if var_names are not symbols (Ensembl IDs, say), name the var column that "
+        "holds them with --gene-symbols COLUMN"
+    )
+
+
 def annotate_cells(
-    data, bundle: Bundle, options: AnnotationOptions, progress: bool = True
+    data, bundle: Bundle, options: AnnotationOptions, progress: bool = True, name: str = "input"
 ) -> pd.DataFrame:
-    """Predicted cell types of every cell of `data` (AnnData or an input path).
+    """Predicted cell types of every cell of `data` (AnnData or an input path), `name`
+    in messages.
 
     Returns:
       [cells] DataFrame indexed by cell name: `prediction`, `score` (log-likelihood of the
@@ -123,6 +141,7 @@ def annotate_cells(
       no expressed gene get no row.
     """
     cells = cell_sentences(data, top_k=options.top_k, seed=options.seed, **options.sentence_options)
+    _check_known_genes(cells.symbols, bundle, name)
     sentences = [cells.gene_ids[cells.indptr[i] : cells.indptr[i + 1]] for i in range(len(cells))]
     prompts = cell_type_prompts(sentences, np.asarray(cells.symbols), options)
     graphdef, state = nnx.split(bundle.model)

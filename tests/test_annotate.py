@@ -10,7 +10,7 @@ import numpy as np
 
 from c2s_jax.annotate import CELL2SENTENCE_PROMPT, answer_label
 from c2s_jax.cli import main
-from tests.data.test_tokenizer_json import neox_pythia_run
+from tests.trained_model import neox_pythia_run
 
 
 def test_the_cell2sentence_prompt_is_the_packages_first_wording():
@@ -51,3 +51,20 @@ def test_annotate_writes_predictions_equal_to_generate(tmp_path, pbmc_counts, ca
     assert main([*args, "--labels", *labels, "--out", str(ranked), "--obs-key", "guess"]) == 0
     guesses = anndata.read_h5ad(ranked).obs
     assert set(guesses["guess"]) <= set(labels) and (guesses["guess_score"] < 0).all()
+
+
+def test_cells_whose_genes_the_model_never_saw_are_named(tmp_path, pbmc_counts, capsys):
+    from tests.trained_model import pbmc_workdir
+
+    model = str(pbmc_workdir())
+    foreign = pbmc_counts[:5].copy()
+    foreign.var_names = [f"Gm{i}" for i in range(foreign.n_vars)]  # no gene the model knows
+    cells = tmp_path / "foreign.h5ad"
+    foreign.write_h5ad(cells)
+    out = tmp_path / "out.h5ad"
+    capsys.readouterr()
+    assert main(["annotate", str(cells), "--checkpoint", model, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "foreign.h5ad: none of its 765 gene symbols (GM0, GM1, GM2, ...)" in err
+    assert "--gene-symbols COLUMN" in err and len(err.splitlines()) == 1
+    assert not out.exists()

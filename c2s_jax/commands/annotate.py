@@ -74,7 +74,7 @@ def _run(args: argparse.Namespace) -> None:
     bundle = load_bundle(
         args.checkpoint, tokenizer=args.tokenizer, tokenizer_family=args.tokenizer_family
     )
-    table = annotate_cells(adata, bundle, options)
+    table = annotate_cells(adata, bundle, options, name=args.input)
     write_annotations(adata, args.out, table, args.obs_key)
     counts = table["prediction"].value_counts()
     print(f"annotated {len(table)} of {adata.n_obs} cells -> {args.out} obs['{args.obs_key}']")

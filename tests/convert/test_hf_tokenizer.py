@@ -10,7 +10,7 @@ from flax import nnx
 from c2s_jax.cli import main
 from c2s_jax.model_bundle import load_bundle
 from tests.convert import hf_reference as ref
-from tests.data.test_tokenizer_json import neox_style_tokenizer
+from tests.data.corpus_helpers import neox_style_tokenizer
 
 TEXTS = ["CD3D CD3E LYZ MS4A1", "Identify the cell type: CD14 LYZ. CD14+ Monocyte."] * 10
 

@@ -11,8 +11,9 @@ from c2s_jax.data.records import build_corpus
 from c2s_jax.rl.grpo import run_grpo
 from c2s_jax.train.loop import train
 from tests.data.corpus_helpers import scratch_dir, small_config
-from tests.rl.test_grpo_run import CONFIG
-from tests.trained_model import pbmc_train_config
+from tests.trained_model import ROOT, pbmc_train_config
+
+CONFIG = ROOT / "configs" / "grpo" / "pbmc68k_cell_type.py"
 
 
 @pytest.mark.slow

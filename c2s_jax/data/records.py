@@ -327,8 +327,6 @@ def build_corpus(
     meta = _metadata(spec, factory, datasets, tokenizer, out, counts, equivalence, efficiency)
     write_text_atomic(out / CORPUS_JSON, json.dumps(meta, indent=1))
     _write_cells(datasets, out / CELLS_PARQUET)
-    if meta["splits"]["train"]:
-        task_index(out, "train")  # for task weights at training time
     return meta
 
 
@@ -473,7 +471,9 @@ def task_index(corpus_dir: str | Path, split: str) -> np.ndarray:
     """[records] int16 the task id (index into corpus.json's tasks) of every record of a
     split, in the data source's order; read once and kept beside the records.
 
-    Training reads it to mix tasks with weights other than the corpus's.
+    Training reads it to mix tasks with weights other than the corpus's; the first such
+    run reads the split's records once to write it (a build that is never reweighted
+    never pays for it).
     """
     path = Path(corpus_dir) / RECORDS_DIR / f"{split}.task_ids.npy"
     if path.exists():

@@ -467,6 +467,11 @@ def read_metadata(corpus_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+# Suffix of the per-split task index a training run writes beside the records: derived
+# from the records, so it is not part of what a build produces.
+TASK_INDEX_SUFFIX = ".task_ids.npy"
+
+
 def task_index(corpus_dir: str | Path, split: str) -> np.ndarray:
     """[records] int16 the task id (index into corpus.json's tasks) of every record of a
     split, in the data source's order; read once and kept beside the records.
@@ -475,7 +480,7 @@ def task_index(corpus_dir: str | Path, split: str) -> np.ndarray:
     run reads the split's records once to write it (a build that is never reweighted
     never pays for it).
     """
-    path = Path(corpus_dir) / RECORDS_DIR / f"{split}.task_ids.npy"
+    path = Path(corpus_dir) / RECORDS_DIR / f"{split}{TASK_INDEX_SUFFIX}"
     if path.exists():
         return np.load(path)
     task_ids = {task: i for i, task in enumerate(read_metadata(corpus_dir)["tasks"])}

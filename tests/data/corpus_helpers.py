@@ -18,7 +18,7 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from c2s_jax.config_loading import load_config
 from c2s_jax.data.corpus_config import corpus_spec
-from c2s_jax.data.records import build_corpus
+from c2s_jax.data.records import TASK_INDEX_SUFFIX, build_corpus
 
 PBMC_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "corpus" / "pbmc68k_multitask.py"
 SHIFTED_GENE = {"KO_A": "GENE5", "KO_B": "GENE7"}
@@ -32,8 +32,13 @@ def scratch_dir() -> Path:
 
 
 def shard_digests(corpus: Path) -> dict[str, str]:
-    """sha256 of every file of a corpus's records (what byte-identical builds share)."""
-    files = sorted(p for p in (corpus / "records").rglob("*") if p.is_file())
+    """sha256 of every file a build writes among a corpus's records (what byte-identical
+    builds share); the task index a reweighting training run adds later is left out."""
+    files = sorted(
+        p
+        for p in (corpus / "records").rglob("*")
+        if p.is_file() and not p.name.endswith(TASK_INDEX_SUFFIX)
+    )
     return {str(p.relative_to(corpus)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 

@@ -1,10 +1,16 @@
-"""Decoding constraint for cell sentences: only known gene symbols, each at most once.
+"""Decoding constraint for cell sentences: only known gene symbols, each at most once,
+and, when asked, exactly a given number of them.
 
 A cell sentence is a run of gene symbols, each tokenized as it appears after a space,
 closed by a period (or EOS). The symbols' token sequences form a trie; a decoding row
 walks it token by token. From a node the row may continue into a child, or, when the
 node completes a gene not yet used, start the next gene (a child of the root) or close
 the sentence. After the period only EOS is allowed.
+
+A row that wants N genes may close only on completing its N-th gene and may start no
+gene after it, so the sentence holds exactly N genes; only a row that has used up every
+gene of the trie closes with fewer. Without a wanted count a row may close after any
+gene.
 
 "At most once" needs more than a used-gene flag when genes share token prefixes: a row
 must not enter a prefix whose genes are all used. So every row keeps, per trie node, how
@@ -54,6 +60,8 @@ class ConstraintState:
     used_BG: jax.Array  # bool: genes already written
     unused_below_BN: jax.Array  # int32: unused genes at or below each node
     closed_B: jax.Array  # bool: the period was written; only EOS may follow
+    written_B: jax.Array  # int32: genes completed so far
+    wanted_B: jax.Array  # int32: genes the sentence must hold; 0 = any number
 
 
 def build_tables(
@@ -132,14 +140,41 @@ def tables_for_tokenizer(tokenizer, symbols: Sequence[str], vocab_size: int) -> 
     return build_tables(rows, vocab_size, periods, tokenizer.eos_id)
 
 
-def initial_state(tables: ConstraintTables, batch: int) -> ConstraintState:
-    """Every row at the root with no gene written."""
+def distinct_genes(tables: ConstraintTables) -> int:
+    """How many genes a sentence can hold at most (genes with distinct token sequences)."""
+    n_nodes = tables.genes_below_N.shape[0]
+    return int(np.sum(np.asarray(tables.path_GD[:, 0]) < n_nodes))
+
+
+def tokens_for_genes(tables: ConstraintTables, n_genes: int) -> int:
+    """Tokens that any sentence of ``n_genes`` genes fits in, the period and EOS included:
+    the token counts of the ``n_genes`` longest genes, plus two."""
+    n_nodes = tables.genes_below_N.shape[0]
+    lengths_G = np.sum(np.asarray(tables.path_GD) < n_nodes, axis=1)
+    return int(np.sort(lengths_G)[::-1][:n_genes].sum()) + 2
+
+
+def initial_state(
+    tables: ConstraintTables, batch: int, wanted_B: jax.Array | None = None
+) -> ConstraintState:
+    """Every row at the root with no gene written.
+
+    Args:
+      tables: the trie.
+      batch: rows B.
+      wanted_B: [B] int32 genes each row's sentence must hold (0 = any number); default:
+        any number for every row.
+    """
     n_genes, n_nodes = tables.path_GD.shape[0], tables.genes_below_N.shape[0]
+    if wanted_B is None:
+        wanted_B = jnp.zeros(batch, jnp.int32)
     return ConstraintState(
         node_B=jnp.zeros(batch, jnp.int32),
         used_BG=jnp.zeros((batch, n_genes), bool),
         unused_below_BN=jnp.broadcast_to(tables.genes_below_N, (batch, n_nodes)),
         closed_B=jnp.zeros(batch, bool),
+        written_B=jnp.zeros(batch, jnp.int32),
+        wanted_B=jnp.asarray(wanted_B, jnp.int32),
     )
 
 
@@ -163,6 +198,10 @@ def allowed_tokens(tables: ConstraintTables, state: ConstraintState) -> jax.Arra
     V = tables.root_child_V.shape[0]
     root_child_V = tables.root_child_V
     may_end_B = _completes_unused_gene(tables, state)
+    # Ending the current gene makes it the sentence's (written + 1)-th.
+    any_count_B = state.wanted_B <= 0
+    may_close_B1 = (may_end_B & (any_count_B | (state.written_B + 1 >= state.wanted_B)))[:, None]
+    may_go_on_B1 = (may_end_B & (any_count_B | (state.written_B + 1 < state.wanted_B)))[:, None]
     # Starting the next gene completes the current one, which then no longer counts as
     # unused below the first node of its own path.
     gene_B = jnp.maximum(tables.gene_of_N[state.node_B], 0)
@@ -177,13 +216,15 @@ def allowed_tokens(tables: ConstraintTables, state: ConstraintState) -> jax.Arra
         jnp.zeros((B, V), bool).at[rows_BF, jnp.where(open_BF, tokens_BF, V)].set(True, mode="drop")
     )
     at_root_B1 = (state.node_B == ROOT)[:, None]
-    may_end_B1 = may_end_B[:, None]
     allowed_BV = jnp.where(
         at_root_B1,
         open_root_BV,
-        into_child_BV | (may_end_B1 & (open_root_BV | tables.terminator_V[None, :])),
+        into_child_BV
+        | (may_go_on_B1 & open_root_BV)
+        | (may_close_B1 & tables.terminator_V[None, :]),
     )
-    # A row with nowhere left to go (every gene used) may only close the sentence.
+    # A row with nowhere left to go (every gene used, however many it wants) may only
+    # close the sentence.
     stuck_B1 = ~jnp.any(allowed_BV, axis=1, keepdims=True)
     allowed_BV = allowed_BV | (stuck_B1 & tables.terminator_V[None, :])
     only_eos_BV = jnp.arange(V)[None, :] == tables.eos_id
@@ -217,4 +258,6 @@ def transition(
         used_BG=used_BG,
         unused_below_BN=unused_below_BN,
         closed_B=state.closed_B | (active_B & closes_B),
+        written_B=state.written_B + completes_B.astype(jnp.int32),
+        wanted_B=state.wanted_B,
     )

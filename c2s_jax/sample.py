@@ -140,6 +140,7 @@ def _decode(
     prompt_lengths_B,
     max_new_B,
     constrained_B,
+    genes_B,
     knobs,
     key,
     tables: ConstraintTables | None,
@@ -164,7 +165,7 @@ def _decode(
     V = logits_BTV.shape[-1]
     # Ids past the tokenizer's pieces (a vocabulary padded for sharding) are never written.
     known_BV = jnp.broadcast_to(jnp.arange(V) < knobs[4], (B, V))
-    constraint = initial_state(tables, B) if tables is not None else None
+    constraint = initial_state(tables, B, genes_B) if tables is not None else None
 
     def cond(carry):
         i, done_B = carry[0], carry[3]
@@ -310,6 +311,7 @@ class Sampler:
             per_row((rows,), jnp.int32),
             per_row((rows,), jnp.int32),
             per_row((rows,), bool),
+            per_row((rows,), jnp.int32),
             tuple(jax.ShapeDtypeStruct((), dtype) for dtype in scalars),
             jax.eval_shape(lambda: jax.random.key(0)),
             None,
@@ -325,6 +327,7 @@ class Sampler:
         max_new_tokens: Sequence[int] | None = None,
         tables: ConstraintTables | None = None,
         constrained: Sequence[bool] | None = None,
+        num_genes: int | Sequence[int] | None = None,
         valid_tokens: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Generates for a batch of token prompts.
@@ -336,6 +339,10 @@ class Sampler:
           tables: gene-vocabulary constraint tables (see :mod:`c2s_jax.gene_constraint`).
           constrained: which requests the constraint applies to (default: all of them
             when ``tables`` is given).
+          num_genes: genes each constrained request's sentence must hold, one count for
+            all or one per request (0 = any number, the default). Fewer come back only
+            when the trie's genes run out, or the token limit cuts the sentence (see
+            :func:`c2s_jax.gene_constraint.tokens_for_genes`).
           valid_tokens: only ids below this are written (the tokenizer's piece count when
             the model's vocabulary is padded beyond it); default: every id.
 
@@ -353,6 +360,7 @@ class Sampler:
         if max_new_tokens is not None:
             limits = np.minimum(np.asarray(max_new_tokens, np.int32), params.max_new_tokens)
         flags = np.ones(B, bool) if constrained is None else np.asarray(constrained, bool)
+        genes = np.broadcast_to(np.asarray(num_genes or 0, np.int32), (B,))
         rows = -(-B // self._row_multiple()) * self._row_multiple()
         T = -(-int(lengths.max()) // PROMPT_BUCKET) * PROMPT_BUCKET
         prompt_BT = np.zeros((rows, T), np.int32)
@@ -362,6 +370,7 @@ class Sampler:
         lengths = np.concatenate([lengths, np.ones(rows - B, np.int32)])
         limits = np.concatenate([limits, np.zeros(rows - B, np.int32)])
         flags = np.concatenate([flags, np.zeros(rows - B, bool)])
+        genes = np.concatenate([genes, np.zeros(rows - B, np.int32)])
         knobs = (
             jnp.float32(params.temperature),
             jnp.int32(params.top_k),
@@ -376,6 +385,7 @@ class Sampler:
             self._place(lengths),
             self._place(limits),
             self._place(flags),
+            self._place(genes),
             knobs,
             jax.random.key(params.seed),
             tables,
@@ -404,6 +414,7 @@ def complete_texts(
     max_new_tokens: Sequence[int] | None = None,
     tables: ConstraintTables | None = None,
     constrained: Sequence[bool] | None = None,
+    num_genes: int | Sequence[int] | None = None,
     max_prompt_tokens: int | None = None,
     truncate: bool = False,
 ) -> list[Completion]:
@@ -419,7 +430,8 @@ def complete_texts(
       params: sampling settings.
       stop: strings that end a completion; the text (and its tokens) are cut before the
         first one. Decoding itself runs on until EOS or the limit.
-      max_new_tokens, tables, constrained: as in :meth:`Sampler.generate_tokens`.
+      max_new_tokens, tables, constrained, num_genes: as in
+        :meth:`Sampler.generate_tokens`.
       max_prompt_tokens: the model's trained sequence length; a longer prompt is refused,
         or with `truncate` cut at its end (see `prompt_tokens.fit_prompts`).
 
@@ -435,6 +447,7 @@ def complete_texts(
         max_new_tokens=max_new_tokens,
         tables=tables,
         constrained=constrained,
+        num_genes=num_genes,
         valid_tokens=tokenizer.vocab_size,
     )
     completions = []

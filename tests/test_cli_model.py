@@ -7,6 +7,9 @@ import numpy as np
 import pytest
 
 from c2s_jax.cli import main
+from c2s_jax.data.cell_sentences import cell_sentences
+from c2s_jax.data.expression_source import read_anndata
+from c2s_jax.embeddings import CellEmbedder
 from c2s_jax.model_bundle import load_bundle
 from tests.trained_model import pbmc_workdir
 
@@ -24,11 +27,20 @@ def test_generate_writes_valid_unrepeated_cells_with_requests(tmp_path, capsys):
         words = sentence.split()
         assert words and set(words) <= genes and len(set(words)) == len(words)
     assert (adata.obs["unknown_words"] == 0).all()
+    # Exactly the genes asked for, and the request's labels, in obs.
+    assert adata.obs["n_genes"].tolist() == [10] * 6 and not adata.obs["short"].any()
+    assert (adata.obs["n_genes_requested"] == 10).all()
+    assert list(adata.obs["cell_type"]) == list(adata.obs["request"])
+    assert all("CD19+ B" in p for p in adata.obs["prompt"].iloc[3:])
+    # var: the model's genes, how many cells wrote each; layers['rank']: 1-based ranks.
+    assert adata.var["in_vocabulary"].all() and adata.var["n_cells"].sum() == 60
+    ranks = adata.layers["rank"][0].toarray().ravel()
     # Reconstructed expression: one nonzero per written gene, decreasing with rank.
     first = adata.X[0].toarray().ravel()
     order = [list(adata.var_names).index(g) for g in adata.obs["cell_sentence"].iloc[0].split()]
     assert np.count_nonzero(first) == len(order)
     assert np.all(np.diff(first[order]) <= 0)
+    assert ranks[order].tolist() == list(range(1, 11)) and np.count_nonzero(ranks) == 10
     assert "CD14+ Monocyte" in capsys.readouterr().out
 
 
@@ -63,12 +75,20 @@ def test_embed_adds_obsm_and_a_picture(pbmc_counts, tmp_path):
     adata = anndata.read_h5ad(out)
     assert adata.obsm["X_c2s"].shape == (40, 128)
     assert np.isfinite(adata.obsm["X_c2s"]).all()
+    # The stored embedding is the model's, of each cell's own sentence, in order.
+    sentences = cell_sentences(read_anndata(source), top_k=20, seed=0)
+    embedder = CellEmbedder(load_bundle(pbmc_workdir()), top_k=20)
+    direct = embedder([sentences.genes(i) for i in (0, 1, 39)])
+    np.testing.assert_allclose(adata.obsm["X_c2s"][[0, 1, 39]], direct, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(direct[0], direct[1])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The drawn projection is kept; PCA's first axis carries the most variance.
     projection = adata.obsm["X_c2s_pca"]
     assert projection.shape == (40, 2) and projection[:, 0].var() >= projection[:, 1].var()
     assert main([*args, "--plot", str(png), "--method", "umap"]) == 0
-    assert anndata.read_h5ad(out).obsm["X_umap"].shape == (40, 2)
+    mapped = anndata.read_h5ad(out)
+    assert mapped.obsm["X_umap"].shape == (40, 2)
+    np.testing.assert_array_equal(mapped.obsm["X_c2s"], adata.obsm["X_c2s"])
 
 
 def test_bad_requests_are_named(tmp_path, capsys):

@@ -17,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "organism, disease and perturbation read against the labels of the model's corpus "
         "(case-insensitive, plurals and common organism names; a word that matches nothing "
         "is named with the closest labels). Each cell gets the corpus's generation prompt "
-        "and the model writes its cell sentence, using only known genes, each once (unless "
-        "--free). With --raw the requests are sent verbatim and the completions printed.",
+        "and the model writes its cell sentence: exactly --num-genes known genes, each once "
+        "(unless --free; a warning names cells that come back short, and why). With --raw "
+        "the requests are sent verbatim and the completions printed.",
     )
     p.add_argument("requests", nargs="*", metavar="REQUEST", help="what to generate")
     p.add_argument(
@@ -35,7 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="cells per request that names no count ('7 human kidney cells' gets 7)",
     )
     p.add_argument("--num-genes", type=int, default=100, help="genes per cell to ask for")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="default: 2 x num-genes + 8")
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="default: 2 x num-genes + 8; with the gene constraint raised to what num-genes "
+        "of the longest genes take, so that every cell gets its num-genes genes",
+    )
     p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy (default 1)")
     p.add_argument("--top-k", type=int, default=0, help="0 = off")
     p.add_argument("--top-p", type=float, default=0.95)
@@ -43,7 +50,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="rows decoded together")
     p.add_argument("--raw", action="store_true", help="send requests as prompts verbatim")
     p.add_argument("--free", action="store_true", help="no gene-vocabulary constraint")
-    p.add_argument("--out-h5ad", help="write reconstructed expression (obs: request, ...)")
+    p.add_argument(
+        "--out-h5ad",
+        help="write the cells: X log10(1+x) expression from the inverse fit, layers['rank'], "
+        "obs request fields, prompt, n_genes; var in_vocabulary, n_cells",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object per sample")
     p.add_argument("--tokenizer", help="SentencePiece model for a checkpoint without one")
     p.add_argument("--tokenizer-family", choices=("gemma", "pythia", "c2s"))
@@ -73,6 +84,8 @@ def _requests(args: argparse.Namespace) -> list[str]:
         raise InputError("give at least one REQUEST or --prompts-file FILE")
     if args.num_samples < 1:
         raise InputError(f"-n/--num-samples must be >= 1, got {args.num_samples}")
+    if args.num_genes < 1:
+        raise InputError(f"--num-genes must be >= 1, got {args.num_genes}")
     if args.out_h5ad:
         from c2s_jax.atomic_write import check_output_file
 

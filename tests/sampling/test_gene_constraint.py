@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from c2s_jax.gene_constraint import build_tables
+from c2s_jax.gene_constraint import build_tables, distinct_genes, tokens_for_genes
 from c2s_jax.sample import Sampler, SamplingParams
 from tests.sampling.helpers import VOCAB, tiny_parts
 
@@ -91,3 +91,43 @@ def test_bad_gene_tokens_are_reported():
         build_tables([np.array([3]), np.array([600])], VOCAB, [PERIOD], EOS)
     with pytest.raises(ValueError, match="gene 0 has no tokens"):
         build_tables([np.array([], np.int32)], VOCAB, [PERIOD], EOS)
+
+
+@pytest.mark.parametrize("wanted", [1, 3, 7])
+def test_rows_write_exactly_the_genes_they_want(sampler, wanted):
+    genes = random_genes(40, seed=4)
+    tables = build_tables(genes, VOCAB, [PERIOD], EOS)
+    known = {tuple(g.tolist()) for g in genes}
+    prompts = [np.array([7, 8, 9], np.int32)] * 6
+    # Hot sampling closes early and runs on unless the constraint holds it to the count.
+    hot = SamplingParams(max_new_tokens=tokens_for_genes(tables, 7), temperature=3.0, seed=5)
+    tokens, _, lengths = sampler.generate_tokens(prompts, hot, tables=tables, num_genes=wanted)
+    for row, n in zip(tokens, lengths, strict=True):
+        written, tail = split_genes(row[:n].tolist())
+        assert len(written) == wanted and len(set(written)) == wanted, written
+        assert set(written) <= known
+        assert tail in ([PERIOD, EOS], [EOS]), tail
+
+
+def test_without_a_count_hot_rows_vary_in_length(sampler):
+    """The control for the test above: the same sampling, free to close, varies."""
+    tables = build_tables(random_genes(40, seed=4), VOCAB, [PERIOD], EOS)
+    prompts = [np.array([7, 8, 9], np.int32)] * 6
+    hot = SamplingParams(max_new_tokens=tokens_for_genes(tables, 7), temperature=3.0, seed=5)
+    tokens, _, lengths = sampler.generate_tokens(prompts, hot, tables=tables)
+    counts = {len(split_genes(row[:n].tolist())[0]) for row, n in zip(tokens, lengths, strict=True)}
+    assert counts != {3}
+
+
+def test_each_row_has_its_own_count_and_a_used_up_vocabulary_closes_short(sampler):
+    genes = [np.array(g, np.int32) for g in ([10], [10, 100], [10, 100, 101], [11, 100])]
+    tables = build_tables(genes, VOCAB, [PERIOD], EOS)
+    assert distinct_genes(tables) == 4 and tokens_for_genes(tables, 2) == 3 + 2 + 2
+    prompts = [np.array([5, 6], np.int32)] * 4
+    params = SamplingParams(max_new_tokens=20, temperature=2.0, seed=1)
+    tokens, _, lengths = sampler.generate_tokens(
+        prompts, params, tables=tables, num_genes=[1, 2, 4, 9]
+    )
+    written = [split_genes(row[:n].tolist())[0] for row, n in zip(tokens, lengths, strict=True)]
+    assert [len(set(w)) for w in written] == [1, 2, 4, 4]
+    assert all(n < 20 for n in lengths)

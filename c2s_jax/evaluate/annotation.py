@@ -52,12 +52,19 @@ def _normalized_pair(
     )
 
 
+def correct_answers(
+    predicted: Sequence[str], true: Sequence[str], synonyms: Mapping[str, str] | None = None
+) -> np.ndarray:
+    """[n] bool: whether each normalized predicted label equals its normalized true label."""
+    pred, truth = _normalized_pair(predicted, true, synonyms)
+    return np.asarray(pred == truth, bool)
+
+
 def exact_match_accuracy(
     predicted: Sequence[str], true: Sequence[str], synonyms: Mapping[str, str] | None = None
 ) -> float:
     """Share of cells whose normalized predicted label equals the normalized true label."""
-    pred, truth = _normalized_pair(predicted, true, synonyms)
-    return float(np.mean(pred == truth))
+    return float(np.mean(correct_answers(predicted, true, synonyms)))
 
 
 def macro_f1(
@@ -105,18 +112,24 @@ class BaselineScores:
 
     Attributes:
       predicted: [test cells] predicted labels.
+      confidence: [test cells] the classifier's probability of its predicted label
+        (logistic regression: softmax; kNN: share of the k neighbours' votes).
       accuracy: exact-match accuracy.
       macro_f1: macro-F1 over the true labels' classes.
     """
 
     predicted: np.ndarray
+    confidence: np.ndarray
     accuracy: float
     macro_f1: float
 
 
-def _scored(predicted: np.ndarray, test_y: Sequence[str]) -> BaselineScores:
+def _scored(model, test: sp.csr_matrix, test_y: Sequence[str]) -> BaselineScores:
+    probabilities = model.predict_proba(test)
+    predicted = model.classes_[np.argmax(probabilities, axis=1)]
     return BaselineScores(
         predicted=predicted,
+        confidence=probabilities.max(axis=1),
         accuracy=exact_match_accuracy(predicted, test_y),
         macro_f1=macro_f1(predicted, test_y),
     )
@@ -156,7 +169,7 @@ def logistic_regression_baseline(
 
     train, labels, test = _checked_split(train_x, train_y, test_x, test_y)
     model = LogisticRegression(max_iter=2000, random_state=seed).fit(train, labels)
-    return _scored(model.predict(test), test_y)
+    return _scored(model, test, test_y)
 
 
 def knn_baseline(
@@ -177,4 +190,4 @@ def knn_baseline(
 
     train, labels, test = _checked_split(train_x, train_y, test_x, test_y)
     model = KNeighborsClassifier(n_neighbors=k).fit(train, labels)
-    return _scored(model.predict(test), test_y)
+    return _scored(model, test, test_y)

@@ -27,6 +27,7 @@ from c2s_jax.evaluate.distribution import (
 )
 from c2s_jax.evaluate.embedders import pca_embedder
 from c2s_jax.evaluate.held_out import HeldOut
+from c2s_jax.evaluate.predictions import total_variance
 from c2s_jax.evaluate.scfid import frechet_distance
 from c2s_jax.generation import generate_cells
 from c2s_jax.model_bundle import Bundle
@@ -147,6 +148,9 @@ def evaluate_generation(
         "generated": _distances(reference, gen, embedders, train, cfg),
         "real (noise floor)": _distances(reference, floor, embedders, train, cfg),
     }
+    pooled["within noise floor"] = within_noise_floor(
+        pooled["generated"], pooled["real (noise floor)"]
+    )
     per_condition = {}
     for condition in conditions:
         ref_c, gen_c, floor_c = (_subset(s, condition) for s in (reference, gen, floor))
@@ -185,8 +189,31 @@ def evaluate_generation(
             "generated": pca(gen.expression)[:, :2],
             "generated_labels": gen.labels,
             "reference_labels": reference.labels,
+            "variance_ratio": pca.explained_variance_K[:2]
+            / total_variance(sp.vstack([train.expression, reference.expression])),
         },
     }
+
+
+# Pooled metrics by which way is closer to the real cells.
+SMALLER_IS_CLOSER = ("scfid[", "mmd[")
+LARGER_IS_CLOSER = ("mean_expression_r", "knn_accuracy")
+
+
+def within_noise_floor(generated: dict, floor: dict) -> dict[str, bool]:
+    """{metric: whether the generated cells score at or past the real-vs-real floor}.
+
+    The floor is itself the sampling noise of a set of this size, so a generated value
+    beyond it (a smaller distance, a larger correlation) means "indistinguishable from
+    real cells at this sample size", not "better than real".
+    """
+    flags = {}
+    for key, value in generated.items():
+        if key.startswith(SMALLER_IS_CLOSER):
+            flags[key] = bool(value <= floor[key])
+        elif key in LARGER_IS_CLOSER:
+            flags[key] = bool(value >= floor[key])
+    return flags
 
 
 def _stack(parts: list[tuple[sp.spmatrix, list[str]]]) -> Samples:

@@ -89,6 +89,11 @@ def test_baselines_on_pbmc_beat_the_majority_class(pbmc_split):
     knn = knn_baseline(train_x, train_y, test_x, test_y, k=5)
     assert lr.accuracy > max(0.7, majority + 0.3)
     assert knn.accuracy > majority + 0.3
+    n_types = len(np.unique(train_y))
+    assert np.all((lr.confidence > 1 / n_types) & (lr.confidence <= 1))
+    votes = knn.confidence * 5  # the share of the 5 neighbours that voted for the label
+    np.testing.assert_allclose(votes, np.round(votes), atol=1e-12)
+    assert np.all(votes >= 1) and votes.max() == 5
     for scores in (lr, knn):
         assert scores.accuracy == pytest.approx(accuracy_score(test_y, scores.predicted))
         assert scores.macro_f1 == pytest.approx(

@@ -39,3 +39,19 @@ def test_main_job_trains_and_resumes(tmp_path, capsys):
     assert resumed.step == 6
     lines = (tmp_path / "train" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines if '"train"' in line] == [2, 4, 6]
+
+
+def test_the_goal_line_reads_the_generation_accuracy_against_the_goal():
+    from c2s_jax.demo import GOAL_ACCURACY, goal_line
+
+    def evaluation(accuracy):
+        methods = {
+            "model (generation)": {"accuracy": accuracy, "ci95": [accuracy - 0.1, accuracy + 0.1]},
+            "majority label": {"accuracy": 0.343, "ci95": [0.24, 0.46]},
+        }
+        return {"annotation": {"cell_type_annotation": {"methods": methods}}}
+
+    met = goal_line(evaluation(GOAL_ACCURACY + 0.05))
+    assert met.endswith("met (majority label 0.343)") and "NOT" not in met
+    assert "[0.55, 0.75]" in met
+    assert "NOT met" in goal_line(evaluation(GOAL_ACCURACY - 0.01))

@@ -12,6 +12,7 @@ from tests.data.corpus_helpers import neox_corpus, pbmc_corpus, scratch_dir
 ROOT = Path(__file__).resolve().parents[1]
 PBMC_TRAIN = ROOT / "configs" / "train" / "gemma2_pbmc68k.py"
 SMALL_RUN = (
+    "data.task_weights={}",  # the test corpora's own mixtures
     "data.batch_size=4",
     "data.seq_len=256",
     "data.eval_batches=1",
@@ -53,6 +54,7 @@ def neox_pythia_run() -> Path:
             "model.name='pythia_tiny'",
             "model.overrides={'vocab_size': 640, 'dtype': 'float32'}",
             f"data.corpus_dir='{neox_corpus()}'",
+            "data.task_weights={}",
             "data.batch_size=4",
             "data.seq_len=256",
             "data.eval_batches=1",

@@ -9,10 +9,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "eval",
         help="evaluate a model: c2s eval --config configs/eval/pbmc68k.py --out DIR",
         description="Annotation accuracy and macro-F1 (with logistic regression, kNN and "
-        "majority baselines), conditioned generation (scFID, MMD, kNN accuracy, gene "
-        "validity, mean-expression correlation, with a real-vs-real noise floor) and "
-        "perturbation response (with control-mean and train-mean baselines) on the held-out "
-        "cells of the model's corpus. Writes OUT/report.md, metrics.json and PNG figures. "
+        "majority baselines), question answering per question kind (beside chance), "
+        "conditioned generation (scFID, MMD, kNN accuracy, gene validity, mean-expression "
+        "correlation, with a real-vs-real noise floor) and perturbation response (with "
+        "baselines) on the held-out cells of the model's corpus; every accuracy with its "
+        "95% interval. Writes OUT/report.md, metrics.json, PNG figures and "
+        "predictions.h5ad (per-cell truth and predictions, scanpy conventions). "
         "Override any field: --config.checkpoint=DIR.",
     )
     p.add_argument("--config", required=True, help="evaluation file with get_config()")

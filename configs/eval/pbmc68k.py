@@ -28,7 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.annotation = dict(
         enabled=True,
         splits=("test",),
-        top_k=100,
+        top_k=30,  # within the corpus's 20-40 genes per cell
         max_cells=0,  # 0 = every held-out cell
         max_new_tokens=24,
         batch_size=32,
@@ -40,7 +40,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.question_answering = dict(
         enabled=True,
         splits=("test",),
-        top_k=100,
+        top_k=30,
         max_cells=0,  # 0 = every held-out cell; one question of each kind per cell
         max_new_tokens=16,
         batch_size=32,
@@ -52,7 +52,7 @@ def get_config() -> ml_collections.ConfigDict:
         splits=("validation", "test"),
         min_cells=5,
         cells_per_condition=20,
-        num_genes=100,
+        num_genes=40,
         temperature=1.0,
         top_k=0,
         top_p=0.95,

@@ -1,15 +1,16 @@
 """A ladder of five Gemma-2 sizes trained on the multi-task pbmc68k corpus.
 
     c2s corpus build --config configs/corpus/pbmc68k_multitask.py --out c2s_demo_out/corpus \\
-        --config.seq_len=512 "--config.top_k=(50,100)" "--config.cells_per_example=(3,5)" \\
+        --config.seq_len=256 "--config.top_k=(20,40)" "--config.cells_per_example=(3,5)" \\
         "--config.examples={'train':3000,'validation':200,'test':200}"
     c2s sweep --config configs/sweeps/pbmc68k_ladder.py --out sweeps/pbmc68k_ladder
 
 (`c2s demo` builds the same corpus.) Ten members: sizes xs..xl (31k to 3.3M non-embedding
-parameters, 107x; the vocabulary covers the corpus tokenizer's ~1,900 pieces) x two token
+parameters, 107x; the vocabulary covers the corpus tokenizer's ~2,400 pieces) x two token
 budgets (245,760 and 491,520 tokens of 8 x 512; 60 and 120 steps). Each appends one line to
 sweeps/pbmc68k_ladder/results.jsonl with its parameters, tokens, FLOPs and final
-evaluation loss over all tasks and per task (cell type annotation, tissue inference,
+evaluation loss over all tasks and per task, trained on the corpus's own task mixture
+(not the main job's annotation-heavy one) (cell type annotation, tissue inference,
 conditional generation, multi-cell context, question answering). Expected on a busy 2-core
 CPU: about 40 minutes, most of it in the two xl members (about 8 s per step; xs trains
 its 60 steps in a minute or two). Rerunning resumes.
@@ -51,6 +52,8 @@ def get_config():
     c.base_overrides = (
         "data.corpus_dir='c2s_demo_out/corpus'",
         "data.eval_batches=4",
+        "data.seq_len=512",  # rows of 8 x 512 tokens, as the token budgets count
+        "data.task_weights={}",  # the corpus's own mixture
         "optimizer.warmup_steps=20",
         "train.eval_every=1000000",  # evaluate once, at the end
         "train.checkpoint_every=60",

@@ -1,22 +1,27 @@
-"""Perturbation-response scores: how well a predicted mean expression of perturbed cells
-matches the true one, measured as change from the control mean.
+"""Perturbation-response scores: how well predicted perturbed cells match real ones.
 
-Per perturbation: Pearson of predicted vs true change over all genes and over the top
-differentially expressed (DE) genes (largest |true change|), MSE of the means, and the
-share of top-DE genes whose predicted change has the right sign. Two baselines set the
-bar: "control_mean" predicts no change, "train_mean" predicts the average change of the
-training perturbations. Results are tabulated with a flag for (cell type, perturbation)
-combinations never seen in training, and summarized separately for seen and unseen.
+Per perturbation, from the means: Pearson of predicted vs true change from the control
+mean over all genes and over the top differentially expressed (DE) genes (largest |true
+change|), MSE of the means, and the share of top-DE genes whose predicted change has the
+right sign. From the cells themselves: MMD and Fréchet distance (scFID) of predicted vs
+real perturbed cells in an embedding, each beside the same distance between two disjoint
+samples of real perturbed cells (the real-vs-real floor). Two baselines set the bar:
+"control_mean" predicts no change (the control cells themselves), "train_mean" adds the
+average change of the training perturbations to the controls. Results are tabulated with
+a flag for (cell type, perturbation) combinations never seen in training, and summarized
+separately for seen and unseen.
 """
 
 import dataclasses
 from collections.abc import Iterable
 
+import jax
 import numpy as np
 import pandas as pd
 
 from c2s_jax.errors import InputError
-from c2s_jax.evaluate.distribution import pearson
+from c2s_jax.evaluate.distribution import mmd_rbf, pearson
+from c2s_jax.evaluate.scfid import frechet_distance
 
 DEFAULT_TOP_DE = 20
 METRIC_NAMES = (
@@ -26,6 +31,7 @@ METRIC_NAMES = (
     "mse_top_de",
     "direction_agreement_top_de",
 )
+DISTRIBUTION_NAMES = ("mmd", "mmd_floor", "scfid", "scfid_floor")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +64,15 @@ def _vector(x: np.ndarray, name: str) -> np.ndarray:
     array = np.asarray(x, np.float64)
     if array.ndim != 1 or array.size == 0:
         raise InputError(f"{name}: expected a non-empty [genes] vector, got shape {array.shape}")
+    if not np.all(np.isfinite(array)):
+        raise InputError(f"{name}: contains NaN or inf")
+    return array
+
+
+def _cells(x: np.ndarray, name: str) -> np.ndarray:
+    array = np.asarray(x, np.float64)
+    if array.ndim != 2 or array.shape[0] == 0:
+        raise InputError(f"{name}: expected a non-empty [cells, genes] array, got {array.shape}")
     if not np.all(np.isfinite(array)):
         raise InputError(f"{name}: contains NaN or inf")
     return array
@@ -131,41 +146,91 @@ def train_mean_change(true_means: np.ndarray, control_means: np.ndarray) -> np.n
     return np.mean(true_PG - control_PG, axis=0)
 
 
-def baseline_predictions(
-    control_mean: np.ndarray, train_change: np.ndarray
-) -> dict[str, np.ndarray]:
-    """The baselines' predicted mean expression [genes] for one perturbation.
+def baseline_predictions(control: np.ndarray, train_change: np.ndarray) -> dict[str, np.ndarray]:
+    """The baselines' prediction for one perturbation, of a mean or of each cell.
 
     Args:
-      control_mean: [genes] mean of the matching control cells.
+      control: [genes] mean of the matching control cells, or [cells, genes] the control
+        cells themselves (one prediction per cell).
       train_change: [genes] from `train_mean_change`.
 
     Returns:
-      {"control_mean": no change, "train_mean": control plus the average training change}.
+      {"control_mean": no change, "train_mean": control plus the average training change},
+      each shaped like `control`.
     """
-    control_G = _vector(control_mean, "control_mean")
     change_G = _vector(train_change, "train_change")
-    if control_G.shape != change_G.shape:
+    if np.ndim(control) == 1:
+        control_XG = _vector(control, "control")
+    else:
+        control_XG = _cells(control, "control")
+    if control_XG.shape[-1] != change_G.size:
         raise InputError(
-            f"train_change: has {change_G.size} genes but control_mean has {control_G.size}"
+            f"train_change: has {change_G.size} genes but control has {control_XG.shape[-1]}"
         )
-    return {"control_mean": control_G, "train_mean": control_G + change_G}
+    return {"control_mean": control_XG, "train_mean": control_XG + change_G}
+
+
+@dataclasses.dataclass(frozen=True)
+class DistributionScores:
+    """Distances of a sample of cells from the real perturbed cells, in one embedding.
+
+    Attributes:
+      mmd: unbiased MMD^2 under a Gaussian kernel of the given bandwidth (can be slightly
+        negative when the samples match).
+      scfid: Fréchet distance of Gaussians fitted to the two samples (squared embedding
+        units); nan when either sample has no more cells than dimensions, where the
+        covariance is rank-deficient and the distance biased.
+    """
+
+    mmd: float
+    scfid: float
+
+
+def distribution_scores(
+    reference: np.ndarray, cells: np.ndarray, bandwidth: float
+) -> DistributionScores:
+    """MMD^2 and Fréchet distance of `cells` from `reference`.
+
+    Args:
+      reference: [n, dims] embeddings of real perturbed cells, n >= 2.
+      cells: [m, dims] embeddings of predicted (or other real) cells, m >= 2.
+      bandwidth: the Gaussian kernel's sigma, in embedding units; pass one value for every
+        sample compared to the same reference, so their MMDs share a scale.
+    """
+    reference_ND = _cells(reference, "reference")
+    cells_MD = _cells(cells, "cells")
+    mmd = mmd_rbf(reference_ND, cells_MD, [bandwidth])  # checks >= 2 rows and equal dims
+    scfid = float("nan")
+    if min(reference_ND.shape[0], cells_MD.shape[0]) > reference_ND.shape[1]:
+        # Real-vs-real floors lie far below the covariance traces: float32 rounding of
+        # the traces would swamp them.
+        with jax.enable_x64(True):
+            scfid = frechet_distance(reference_ND, cells_MD, dtype=np.float64)
+    return DistributionScores(mmd=next(iter(mmd.values())), scfid=scfid)
 
 
 @dataclasses.dataclass(frozen=True)
 class PerturbationResult:
-    """One method's scores on one (cell type, perturbation) test case."""
+    """One method's scores on one (cell type, perturbation) test case.
+
+    Attributes:
+      distribution: the method's cells against real perturbed cells (None: not scored).
+      floor: real perturbed cells against other real perturbed cells of the same case.
+    """
 
     perturbation: str
     cell_type: str
     method: str
     metrics: PerturbationMetrics
+    distribution: DistributionScores | None = None
+    floor: DistributionScores | None = None
 
 
 def results_table(
     results: Iterable[PerturbationResult], train_combinations: Iterable[tuple[str, str]]
 ) -> pd.DataFrame:
-    """One row per result: perturbation, cell_type, method, seen, and every metric.
+    """One row per result: perturbation, cell_type, method, seen, and every metric
+    (METRIC_NAMES, then DISTRIBUTION_NAMES; nan where a result has no distribution scores).
 
     Args:
       results: scores of every method on every test case.
@@ -173,6 +238,7 @@ def results_table(
         False for a test case whose pair is not among them.
     """
     seen_pairs = {(str(c), str(p)) for c, p in train_combinations}
+    nan = DistributionScores(float("nan"), float("nan"))
     rows = [
         {
             "perturbation": r.perturbation,
@@ -180,12 +246,15 @@ def results_table(
             "method": r.method,
             "seen": (r.cell_type, r.perturbation) in seen_pairs,
             **dataclasses.asdict(r.metrics),
+            "mmd": (r.distribution or nan).mmd,
+            "mmd_floor": (r.floor or nan).mmd,
+            "scfid": (r.distribution or nan).scfid,
+            "scfid_floor": (r.floor or nan).scfid,
         }
         for r in results
     ]
-    return pd.DataFrame(
-        rows, columns=["perturbation", "cell_type", "method", "seen", *METRIC_NAMES]
-    )
+    columns = ["perturbation", "cell_type", "method", "seen", *METRIC_NAMES, *DISTRIBUTION_NAMES]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def summary_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -200,6 +269,6 @@ def summary_table(table: pd.DataFrame) -> pd.DataFrame:
     """
     split = np.where(table["seen"].to_numpy(bool), "seen", "unseen")
     grouped = table.assign(split=split).groupby(["method", "split"], sort=True)
-    summary = grouped[list(METRIC_NAMES)].mean()
+    summary = grouped[[*METRIC_NAMES, *DISTRIBUTION_NAMES]].mean()
     summary.insert(0, "n_cases", grouped.size())
     return summary

@@ -12,6 +12,7 @@ import numpy as np
 
 from c2s_jax.atomic_write import atomic_path, write_text_atomic
 from c2s_jax.evaluate.confidence import TRIVIAL_NOTE
+from c2s_jax.evaluate.perturbation_eval import per_pair_markdown
 from c2s_jax.plots import plt
 
 
@@ -167,6 +168,8 @@ def _perturbation_section(result: dict | None, skipped: str | None) -> list[str]
         for method, values in table["rows"].items():
             lines.append(f"| {method} | " + " | ".join(_fmt(v) for v in values) + " |")
         lines.append("")
+    if "embedder" in result:
+        lines += ["### Per held-out pair", "", *per_pair_markdown(result), ""]
     return lines
 
 

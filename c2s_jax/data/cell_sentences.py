@@ -216,8 +216,8 @@ class SentenceStream:
       progress: show a progress bar over cells.
       rank: rank each cell's genes; False only counts them (every statistic, the
         vocabulary and the fit are the same, at a fraction of the time).
-      only_rows: sorted input rows to yield (one input only); blocks without any are not
-        read, and the statistics then cover only the rows read. Each cell's ranking is a
+      only_rows: sorted, distinct input rows to yield (one input only); only their cells
+        are read, and the statistics then cover only those. Each cell's ranking is a
         function of its own row, so it is the same as in a full pass.
     """
 
@@ -299,7 +299,7 @@ class SentenceStream:
             disable=not self.progress,
             leave=False,
         )
-        for start, block in src.chunks(opts.chunk_size, self.only_rows):
+        for block_rows, block in src.chunks(opts.chunk_size, self.only_rows):
             block = symbols.to_symbol_space(block)
             if normalized_input is None:
                 normalized_input = self._is_normalized(block, src.where)
@@ -308,16 +308,13 @@ class SentenceStream:
             passes = expressed >= max(opts.min_genes, 1)
             stats.n_cells_empty += int((expressed == 0).sum())
             stats.n_cells_below_min_genes += int(((expressed > 0) & ~passes).sum())
-            if self.only_rows is not None:
-                passes &= np.isin(start + np.arange(len(passes)), self.only_rows)
             rows = np.flatnonzero(passes)
             kept = block if len(rows) == block.shape[0] else block[rows]
             if not (every_gene_kept and expressed.sum() == block.nnz):
                 kept = _gene_filtered(kept, keep_gene)
             if self.rank:
-                gene_ids, indptr = rank_genes(
-                    kept, salt | (start + rows).astype(np.uint64), opts.seed, keep_gene, opts.top_k
-                )
+                cell_keys = salt | block_rows[rows].astype(np.uint64)
+                gene_ids, indptr = rank_genes(kept, cell_keys, opts.seed, keep_gene, opts.top_k)
             else:
                 gene_ids, indptr = None, _sentence_bounds(kept, opts.top_k)
             nonempty = np.diff(indptr) > 0
@@ -334,16 +331,16 @@ class SentenceStream:
             )
             if not normalized_input:
                 self._totals.add(totals)
-            self._fit_sample.offer(kept, totals, salt | (start + rows).astype(np.uint64))
+            self._fit_sample.offer(kept, totals, salt | block_rows[rows].astype(np.uint64))
             stats.n_cells_out += len(rows)
             bar.update(block.shape[0])
             yield SentenceChunk(
                 gene_ids=gene_ids,
                 indptr=indptr,
-                cell_names=src.obs.names(start + rows),
-                obs=src.obs.frame(self.obs_keys, start + rows),
+                cell_names=src.obs.names(block_rows[rows]),
+                obs=src.obs.frame(self.obs_keys, block_rows[rows]),
                 symbols=symbols.symbols,
-                rows=(start + rows).astype(np.int64),
+                rows=block_rows[rows],
             )
         bar.close()
         self._fit_sample.normalized_input |= bool(normalized_input)

@@ -190,11 +190,23 @@ class DatasetCells:
         wanted = tuple(values[f] for f in fields)
         return self._index[key].get(wanted, np.zeros(0, np.int64))
 
+    def cells_of_group(self, split: int, group: int) -> np.ndarray:
+        """[n] int64 cells of a split in multi-cell group `group` (sorted); the split's
+        cells are ordered by group once, so a lookup costs the cells it returns."""
+        key = ("groups", split)
+        if key not in self._index:
+            cells = self.cells_by_split[split]
+            order = np.argsort(self.group_of_cell[cells], kind="stable")
+            self._index[key] = (cells[order], self.group_of_cell[cells][order])
+        cells, groups = self._index[key]
+        first, stop = np.searchsorted(groups, [group, group + 1])
+        return cells[first:stop]
+
     def labels(self, field: str) -> list[str]:
         """The distinct values of a field over all cells, sorted."""
         key = ("labels", field)
         if key not in self._index:
-            self._index[key] = sorted({v for v in pd.unique(self.fields[field]) if v})
+            self._index[key] = sorted({str(v) for v in pd.unique(self.fields[field]) if v})
         return self._index[key]
 
 
@@ -403,10 +415,13 @@ def open_dataset(spec: DatasetSpec) -> anndata.AnnData | str:
 
 
 def _text_column(column: pd.Series) -> np.ndarray:
-    """[cells] object array of str, None where the value is missing."""
-    values = column.astype(object).to_numpy()
-    missing = pd.isna(values)
-    return np.array([None if m else str(v) for v, m in zip(values, missing, strict=True)], object)
+    """[cells] object array of str, None where the value is missing.
+
+    Distinct values are converted once, so a column of millions of cells with a handful of
+    labels costs a take, not a Python loop."""
+    codes, uniques = pd.factorize(column, use_na_sentinel=True)
+    texts = np.array([str(v) for v in uniques] + [None], object)
+    return texts[codes]  # code -1 (missing) takes the trailing None
 
 
 def _neighbors(adata, spec: DatasetSpec, sentences: CellIndex, k: int) -> np.ndarray:

@@ -41,6 +41,11 @@ class MatrixChoice:
         return f"layers/{self.layer}" if self.layer else "X"
 
 
+# Wanted cells are read one by one when fewer than 1 in this many of the cells they span
+# are wanted (a cell read alone costs about as much as this many read in a run).
+SPARSE_PICK_FRACTION = 8
+
+
 class ExpressionSource:
     """Row-chunked access to one expression matrix [cells, genes] and its obs/var tables.
 
@@ -61,10 +66,12 @@ class ExpressionSource:
             self.obs = ObsTable(data.obs)
             shape = matrix.shape
             self._rows = lambda start, stop: matrix[start:stop]
+            self._pick = lambda rows: matrix[rows]
         else:
             self._reader = reader = open_matrix(data, choice.field)
             self.name, self.var, self.obs, shape = reader.name, reader.var, reader.obs, reader.shape
             self._rows = reader.rows
+            self._pick = reader.pick_rows
         self.n_cells, self.n_genes = (int(n) for n in shape)
         if len(self.obs) != self.n_cells or len(self.var) != self.n_genes:
             self.close()
@@ -101,29 +108,45 @@ class ExpressionSource:
 
     def chunks(
         self, chunk_size: int, only_rows: np.ndarray | None = None
-    ) -> Iterator[tuple[int, sp.csr_matrix]]:
-        """Yields (first_row, csr [rows, genes]) for consecutive row blocks.
+    ) -> Iterator[tuple[np.ndarray, sp.csr_matrix]]:
+        """Yields (rows [n] int64, csr [n, genes]): blocks of the input's cells in order.
 
         Values are checked as they stream: negative, NaN or infinite entries raise an error
         naming the file, the field and the first offending cell.
 
         Args:
-          chunk_size: rows per block.
-          only_rows: sorted rows that are wanted; blocks holding none are not read.
+          chunk_size: cells per block.
+          only_rows: sorted, distinct rows that are wanted: blocks hold just those, up to
+            `chunk_size` at a time, and cells far apart are read one by one, so the cost
+            follows the cells wanted, not the input.
         """
         if chunk_size < 1:
             raise InputError(f"chunk_size must be a positive number of cells, got {chunk_size}")
-        for start in range(0, self.n_cells, chunk_size):
-            stop = min(start + chunk_size, self.n_cells)
-            if only_rows is not None and _none_within(only_rows, start, stop):
-                continue
-            block = self._rows(start, stop)
+        if only_rows is None:
+            blocks = (
+                np.arange(start, min(start + chunk_size, self.n_cells), dtype=np.int64)
+                for start in range(0, self.n_cells, chunk_size)
+            )
+        else:
+            only_rows = np.asarray(only_rows, np.int64)
+            blocks = (only_rows[i : i + chunk_size] for i in range(0, len(only_rows), chunk_size))
+        for rows in blocks:
+            first, stop = int(rows[0]), int(rows[-1]) + 1
+            if len(rows) == stop - first:
+                block = self._rows(first, stop)
+            elif len(rows) * SPARSE_PICK_FRACTION < stop - first:
+                block = self._pick(rows)
+            else:
+                block = self._rows(first, stop)
+                block = (block.tocsr() if sp.issparse(block) else sp.csr_matrix(block))[
+                    rows - first
+                ]
             block = block.tocsr() if sp.issparse(block) else sp.csr_matrix(np.asarray(block))
             block.sort_indices()
-            self._check_values(block, start)
-            yield start, block
+            self._check_values(block, rows)
+            yield rows, block
 
-    def _check_values(self, block: sp.csr_matrix, start: int) -> None:
+    def _check_values(self, block: sp.csr_matrix, rows: np.ndarray) -> None:
         if block.nnz == 0:
             return
         low, high = block.data.min(), block.data.max()
@@ -141,13 +164,8 @@ class ExpressionSource:
         ):
             if bad.any():
                 first = int(np.searchsorted(block.indptr, np.flatnonzero(bad)[0], side="right")) - 1
-                cell = self.obs.names(np.array([start + first]))[0]
+                cell = self.obs.names(rows[first : first + 1])[0]
                 raise InputError(f"{self.where} has {what} (first in cell {cell!r}): {hint}")
-
-
-def _none_within(sorted_rows: np.ndarray, start: int, stop: int) -> bool:
-    """Whether no row of `sorted_rows` lies in [start, stop)."""
-    return np.searchsorted(sorted_rows, start) == np.searchsorted(sorted_rows, stop)
 
 
 def read_anndata(path: str | os.PathLike, backed: str | None = None) -> anndata.AnnData:

@@ -52,24 +52,20 @@ class DiskObsTable(ObsTable):
         return int(self._index.shape[0])
 
     def names(self, rows: np.ndarray) -> np.ndarray:
-        first, stop = _span(rows)
-        return _strings(self._index, first, stop)[rows - first]
+        return _take(self._index, rows, text=True)
 
     def frame(self, columns: list[str], rows: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame({c: self._column(c, rows) for c in columns})
 
     def _column(self, name: str, rows: np.ndarray) -> np.ndarray | pd.Categorical:
         element = self._group[name]
-        first, stop = _span(rows)
         encoding = element.attrs.get("encoding-type", "")
         if not hasattr(element, "keys") and encoding in ("array", "string-array"):
-            if encoding == "string-array":
-                return _strings(element, first, stop)[rows - first]
-            return np.asarray(element[first:stop])[rows - first]
+            return _take(element, rows, text=encoding == "string-array")
         if encoding == "categorical":
             if name not in self._categories:
                 self._categories[name] = pd.Index(anndata.io.read_elem(element["categories"]))
-            codes = np.asarray(element["codes"][first:stop])[rows - first]
+            codes = _take(element["codes"], rows, text=False)
             return pd.Categorical.from_codes(codes, self._categories[name])
         # Nullable and other rare encodings: read the column once, then index it.
         if name not in self._whole_columns:
@@ -83,6 +79,22 @@ def _strings(array, first: int, stop: int) -> np.ndarray:
         return np.asarray(array.asstr()[first:stop], dtype=str)
     # zarr gives numpy's variable-width StringDType, which casts to str through object.
     return np.asarray(array[first:stop]).astype(object).astype(str)
+
+
+# Rows are read one by one (an HDF5 point selection) when fewer than 1 in this many of
+# the rows they span are wanted; otherwise the span is read and indexed.
+SPARSE_TAKE_FRACTION = 8
+
+
+def _take(array, rows: np.ndarray, text: bool) -> np.ndarray:
+    """array[rows] (rows sorted and distinct), as str when `text`, reading only those rows
+    when they are sparse in an HDF5 dataset."""
+    first, stop = _span(rows)
+    if isinstance(array, h5py.Dataset) and len(rows) * SPARSE_TAKE_FRACTION < stop - first:
+        values = (array.asstr() if text else array)[np.asarray(rows, np.int64)]
+        return np.asarray(values, dtype=str) if text else np.asarray(values)
+    values = _strings(array, first, stop) if text else np.asarray(array[first:stop])
+    return values[rows - first]
 
 
 def _span(rows: np.ndarray) -> tuple[int, int]:
@@ -107,15 +119,11 @@ class ArraysObsTable(ObsTable):
         return int(self._names.shape[0])
 
     def names(self, rows: np.ndarray) -> np.ndarray:
-        first, stop = _span(rows)
-        return _strings(self._names, first, stop)[rows - first]
+        return _take(self._names, rows, text=True)
 
     def frame(self, columns: list[str], rows: np.ndarray) -> pd.DataFrame:
-        first, stop = _span(rows)
         frame = {}
         for name in columns:
             array = self._arrays[name]
-            text = array.dtype.kind in "OSU"
-            values = _strings(array, first, stop) if text else np.asarray(array[first:stop])
-            frame[name] = values[rows - first]
+            frame[name] = _take(array, rows, text=array.dtype.kind in "OSU")
         return pd.DataFrame(frame)

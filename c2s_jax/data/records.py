@@ -420,9 +420,7 @@ def _metadata(spec, factory, datasets, tokenizer, out, counts, equivalence, effi
                 "unmatched_perturbed_cells": d.controls.unmatched if d.controls else 0,
                 # What generation requests are read against (`c2s generate`).
                 "labels": {
-                    field: sorted({str(v) for v in d.fields[field] if v is not None})
-                    for field in CONDITION_FIELDS
-                    if field in d.fields
+                    field: d.labels(field) for field in CONDITION_FIELDS if field in d.fields
                 },
             }
             for d in datasets

@@ -224,10 +224,18 @@ class ExampleFactory:
         return fields
 
     def _pick_cells(self, pool: np.ndarray, n: int, first: int, rng) -> list[int]:
-        """`first` and then up to n - 1 other cells of `pool`, in random order."""
-        others = pool[pool != first]
-        chosen = rng.choice(others, size=min(n - 1, len(others)), replace=False)
-        return [first, *(int(c) for c in chosen)]
+        """`first` and then up to n - 1 other cells of `pool` (sorted), in random order.
+
+        Positions are drawn among the pool's other cells without building them, so the
+        cost follows n, not the pool (a cell type of an atlas holds millions of cells).
+        """
+        at = int(np.searchsorted(pool, first))
+        holds_first = at < len(pool) and pool[at] == first
+        n_others = len(pool) - int(holds_first)
+        drawn = rng.choice(n_others, size=min(n - 1, n_others), replace=False)
+        if holds_first:
+            drawn = drawn + (drawn >= at)
+        return [first, *(int(c) for c in pool[drawn])]
 
     def _context_k(self, rng, cap: int | None) -> int:
         """Genes shown per prompt cell: the drawn top-K, at most `cap`."""
@@ -275,9 +283,7 @@ class ExampleFactory:
 
     def _multi_cell_context(self, data, split, rng, cap):
         cell = self._anchor(data, split, rng, "organism")
-        group = data.group_of_cell[cell]
-        split_cells = data.cells_by_split[split]
-        pool = split_cells[data.group_of_cell[split_cells] == group]
+        pool = data.cells_of_group(split, int(data.group_of_cell[cell]))
         low, high = self.spec.cells_per_example
         wanted = int(rng.integers(low, high + 1))
         if len(pool) < wanted:

@@ -2,8 +2,9 @@
 an object store), read with anndata's own element readers.
 
 Files in anndata's current layout (0.7 on) are read element by element: the matrix in row
-blocks through ``anndata.io.sparse_dataset`` (CSR) or array slices (dense), obs one block
-of rows at a time. Files written before anndata 0.7 (obs and var as compound datasets, X
+blocks by slicing its data/indices/indptr arrays (CSR; single cells too, so a pass that
+wants a few cells reads only theirs) or array slices (dense), obs one block of rows at a
+time. Files written before anndata 0.7 (obs and var as compound datasets, X
 marked ``h5sparse_format``) are opened with ``anndata.read_h5ad(backed="r")``, which keeps
 X on disk and reads their tables, small in such files, into memory.
 """
@@ -19,7 +20,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from c2s_jax.data.obs_table import DiskObsTable, ObsTable
-from c2s_jax.data.readers.base import MatrixReader, csc_rows, warn_column_major
+from c2s_jax.data.readers.base import (
+    MatrixReader,
+    csc_rows,
+    csr_pick,
+    csr_rows,
+    warn_column_major,
+)
 from c2s_jax.errors import InputError
 
 
@@ -36,6 +43,7 @@ class AnnDataStore(MatrixReader):
         self.name, self.field = os.fspath(path), field
         self._file = None
         self._backed: anndata.AnnData | None = None
+        self._pick = None
         if zarr_store:
             import zarr
 
@@ -60,8 +68,11 @@ class AnnDataStore(MatrixReader):
                 parts = (element["data"], element["indices"], element["indptr"])
                 self._rows = lambda a, b: csc_rows(*parts, shape, a, b)
             else:
-                matrix = anndata.io.sparse_dataset(element)
-                self._rows = lambda a, b: sp.csr_matrix(matrix[a:b])
+                # The three arrays sliced directly: anndata's sparse_dataset reads the same
+                # slices but checks its own version on every call.
+                parts = (element["data"], element["indices"], element["indptr"])
+                self._rows = lambda a, b: csr_rows(*parts, shape, a, b)
+                self._pick = lambda rows: csr_pick(*parts, shape, rows)
         else:
             shape = tuple(int(n) for n in element.shape)
             self._rows = lambda a, b: sp.csr_matrix(np.asarray(element[a:b]))
@@ -69,6 +80,11 @@ class AnnDataStore(MatrixReader):
 
     def rows(self, start: int, stop: int) -> sp.csr_matrix:
         return self._rows(start, stop)
+
+    def pick_rows(self, rows: np.ndarray) -> sp.csr_matrix:
+        if self._pick is None:
+            return super().pick_rows(rows)
+        return self._pick(rows)
 
     def close(self) -> None:
         if self._backed is not None:

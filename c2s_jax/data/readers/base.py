@@ -35,9 +35,55 @@ class MatrixReader(abc.ABC):
     def rows(self, start: int, stop: int) -> sp.csr_matrix:
         """Cells `start:stop` as CSR [stop - start, genes]."""
 
+    def pick_rows(self, rows: np.ndarray) -> sp.csr_matrix:
+        """Cells `rows` (sorted, distinct) as CSR [len(rows), genes]. Formats that can
+        read one cell without its neighbours override this; the default reads the span
+        the rows cover."""
+        if len(rows) == 0:
+            return sp.csr_matrix((0, self.shape[1]))
+        first = int(rows[0])
+        return sp.csr_matrix(self.rows(first, int(rows[-1]) + 1))[rows - first]
+
     @abc.abstractmethod
     def close(self) -> None:
         """Releases the file, if one is held open."""
+
+
+def csr_rows(data, indices, indptr, shape: tuple[int, int], start: int, stop: int):
+    """Rows `start:stop` of a row-major (CSR) matrix given as its three arrays (any
+    sliceable arrays: h5py, zarr, numpy): one slice of each."""
+    pointers = np.asarray(indptr[start : stop + 1], np.int64)
+    first, last = int(pointers[0]), int(pointers[-1])
+    return sp.csr_matrix(
+        (np.asarray(data[first:last]), np.asarray(indices[first:last]), pointers - first),
+        shape=(stop - start, shape[1]),
+    )
+
+
+def csr_pick(data, indices, indptr, shape: tuple[int, int], rows: np.ndarray):
+    """Rows `rows` (sorted, distinct) of a row-major (CSR) matrix given as its three
+    arrays, reading only their entries: a run of consecutive rows is one slice, so the
+    cost follows the rows asked for, not the span they cover."""
+    if len(rows) == 0:
+        return sp.csr_matrix((0, shape[1]), dtype=np.asarray(data[:0]).dtype)
+    base = int(rows[0])
+    pointers = np.asarray(indptr[base : int(rows[-1]) + 2], np.int64)
+    # Runs of consecutive rows: [run_start, run_stop) in row numbers.
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    run_starts = rows[np.concatenate([[0], breaks])]
+    run_stops = rows[np.concatenate([breaks - 1, [len(rows) - 1]])] + 1
+    values, columns = [], []
+    for a, b in zip(run_starts.tolist(), run_stops.tolist(), strict=True):
+        first, last = int(pointers[a - base]), int(pointers[b - base])
+        values.append(np.asarray(data[first:last]))
+        columns.append(np.asarray(indices[first:last]))
+    lengths = pointers[rows - base + 1] - pointers[rows - base]
+    indptr_out = np.zeros(len(rows) + 1, np.int64)
+    np.cumsum(lengths, out=indptr_out[1:])
+    return sp.csr_matrix(
+        (np.concatenate(values), np.concatenate(columns), indptr_out),
+        shape=(len(rows), shape[1]),
+    )
 
 
 def csc_rows(data, indices, indptr, shape: tuple[int, int], start: int, stop: int):

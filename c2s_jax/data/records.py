@@ -429,10 +429,14 @@ def _metadata(spec, factory, datasets, tokenizer, out, counts, equivalence, effi
     }
 
 
+# Cells per row group of cells.parquet: bounds the memory of writing an atlas's table.
+CELLS_ROW_GROUP = 1 << 16
+
+
 def _write_cells(datasets: list[DatasetCells], path: Path) -> None:
-    """cells.parquet: dataset, cell index, name and split of every cell, one row group per
-    dataset; the repeated dataset and split names are dictionary codes, so an atlas-sized
-    table costs a few bytes per cell to write."""
+    """cells.parquet: dataset, cell index, name and split of every cell, in row groups of
+    CELLS_ROW_GROUP cells; the repeated dataset and split names are dictionary codes, so an
+    atlas-sized table costs a few bytes per cell to write and a row group to hold."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -440,19 +444,23 @@ def _write_cells(datasets: list[DatasetCells], path: Path) -> None:
     with atomic_path(path) as tmp:
         writer = None
         for d in datasets:
-            n = len(d.sentences)
-            table = pa.table(
-                {
-                    "dataset": pa.DictionaryArray.from_arrays(
-                        np.zeros(n, np.int32), pa.array([d.spec.name])
-                    ),
-                    "cell_index": np.arange(n, dtype=np.int64),
-                    "cell_name": pa.array(d.sentences.cell_names.astype(str)),
-                    "split": pa.DictionaryArray.from_arrays(d.split.astype(np.int32), splits),
-                }
-            )
-            writer = writer or pq.ParquetWriter(tmp, table.schema)
-            writer.write_table(table)
+            name = pa.array([d.spec.name])
+            for first in range(0, max(len(d.sentences), 1), CELLS_ROW_GROUP):
+                rows = np.arange(first, min(first + CELLS_ROW_GROUP, len(d.sentences)))
+                table = pa.table(
+                    {
+                        "dataset": pa.DictionaryArray.from_arrays(
+                            np.zeros(len(rows), np.int32), name
+                        ),
+                        "cell_index": rows.astype(np.int64),
+                        "cell_name": pa.array(d.sentences.cell_names[rows].astype(str)),
+                        "split": pa.DictionaryArray.from_arrays(
+                            d.split[rows].astype(np.int32), splits
+                        ),
+                    }
+                )
+                writer = writer or pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table)
         if writer is not None:
             writer.close()
 

@@ -47,10 +47,6 @@ from c2s_jax.model_bundle import Bundle
 from c2s_jax.sample import Sampler, SamplingParams, complete_texts
 from c2s_jax.train.state import ModelParts
 
-# Defaults of the settings an older eval config may not name.
-DEFAULT_PCA_COMPONENTS = 10
-DEFAULT_PCA_CELLS = 2000
-
 
 def _prompt(held: HeldOut, templates: Templates, cell: int, control: int, k: int, rng) -> str:
     fields = held.cells.fields
@@ -154,11 +150,11 @@ def evaluate_perturbation(
     train_control = np.stack([control_mean(c) for c in train_pairs.values()])
     train_change = train_mean_change(train_true, train_control)
 
-    pca_cells = min(cfg.get("pca_cells", DEFAULT_PCA_CELLS), len(train_split))
+    pca_cells = min(cfg.pca_cells, len(train_split))
     fitted_on = np.sort(rng.choice(train_split, pca_cells, replace=False))
     pca = pca_embedder(
         held.reconstructed(fitted_on, k),
-        n_components=min(cfg.get("pca_components", DEFAULT_PCA_COMPONENTS), pca_cells - 1),
+        n_components=min(cfg.pca_components, pca_cells - 1),
         seed=cfg.seed,
     )
     symbols = [str(s) for s in held.symbols]

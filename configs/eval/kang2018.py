@@ -27,49 +27,19 @@ ahead on B and NK (Pearson ~0.9) and behind on CD14 Mono's MMD and scFID.
 
 import ml_collections
 
+from c2s_jax.evaluate.default_config import default_eval_config
+
 
 def get_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.checkpoint = "c2s_demo_out/kang2018/train"  # a model bundle or a training workdir
-    c.dataset = ""
-    c.seed = 0
-    c.annotation = dict(
-        enabled=True,
-        splits=("validation", "test"),
-        top_k=50,
-        max_cells=200,
-        max_new_tokens=24,
-        batch_size=32,
-        zero_shot=True,
-        knn_k=5,
-        synonyms={},
-        seed=0,
+    c = default_eval_config()
+    c.checkpoint = "c2s_demo_out/kang2018/train"
+    c.annotation.update(splits=("validation", "test"), top_k=50, max_cells=200)
+    # The test split holds only three stimulated cell types: nothing to ask or generate.
+    c.question_answering.update(
+        enabled=False, splits=("validation", "test"), top_k=50, max_cells=100
     )
-    c.question_answering = dict(
-        enabled=False,
-        splits=("validation", "test"),
-        top_k=50,
-        max_cells=100,
-        max_new_tokens=16,
-        batch_size=32,
-        seed=0,
-    )
-    c.generation = dict(
-        enabled=False,
-        field="cell_type",
-        splits=("validation", "test"),
-        min_cells=5,
-        cells_per_condition=20,
-        num_genes=50,
-        temperature=1.0,
-        top_k=0,
-        top_p=0.95,
-        pca_components=20,
-        knn_k=5,
-        seed=0,
-    )
-    c.perturbation = dict(
-        enabled=True,
+    c.generation.update(enabled=False, num_genes=50)
+    c.perturbation.update(
         splits=("test",),  # the held-out (cell type, stimulated) pairs only
         num_genes=50,  # the corpus's top_k
         max_cells_per_pair=100,
@@ -79,8 +49,5 @@ def get_config() -> ml_collections.ConfigDict:
         top_p=0.95,
         top_de=100,
         batch_size=50,
-        pca_components=10,
-        pca_cells=2000,
-        seed=0,
     )
     return c

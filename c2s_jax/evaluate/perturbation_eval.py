@@ -81,7 +81,9 @@ def _split_sample(cells: list[int], max_cells: int, rng) -> tuple[list[int], lis
     return sorted(shuffled[:n]), sorted(shuffled[n : 2 * n])
 
 
-def _generate(bundle: Bundle, prompts: list[str], k: int, cfg, symbols) -> list[str]:
+def _generator(bundle: Bundle, k: int, cfg, symbols: list[str]):
+    """A function prompts -> predicted sentences of exactly k genes; the sampler and the
+    gene trie are built once for every pair."""
     graphdef, state = nnx.split(bundle.model)
     sampler = Sampler(ModelParts(graphdef, bundle.config), state, bundle.tokenizer.eos_id)
     tables = tables_for_tokenizer(bundle.tokenizer, symbols, bundle.config.vocab_size)
@@ -92,12 +94,18 @@ def _generate(bundle: Bundle, prompts: list[str], k: int, cfg, symbols) -> list[
         top_p=cfg.top_p,
         seed=cfg.seed,
     )
-    sentences = []
-    for start in range(0, len(prompts), cfg.batch_size):
-        batch = prompts[start : start + cfg.batch_size]
-        done = complete_texts(sampler, bundle.tokenizer, batch, params, tables=tables, num_genes=k)
-        sentences += [sentence_of(c.text, cut_short=c.finish == "length") for c in done]
-    return sentences
+
+    def generate(prompts: list[str]) -> list[str]:
+        sentences = []
+        for start in range(0, len(prompts), cfg.batch_size):
+            batch = prompts[start : start + cfg.batch_size]
+            done = complete_texts(
+                sampler, bundle.tokenizer, batch, params, tables=tables, num_genes=k
+            )
+            sentences += [sentence_of(c.text, cut_short=c.finish == "length") for c in done]
+        return sentences
+
+    return generate
 
 
 def evaluate_perturbation(
@@ -157,7 +165,7 @@ def evaluate_perturbation(
         n_components=min(cfg.pca_components, pca_cells - 1),
         seed=cfg.seed,
     )
-    symbols = [str(s) for s in held.symbols]
+    generate = _generator(bundle, k, cfg, [str(s) for s in held.symbols])
     results, examples = [], {}
     for pair, cells in sorted(test_pairs.items()):
         reference, floor = _split_sample(cells, cfg.max_cells_per_pair, rng)
@@ -166,7 +174,7 @@ def evaluate_perturbation(
             _prompt(held, templates, c, control, k, rng)
             for c, control in zip(reference, controls, strict=True)
         ]
-        sentences = _generate(bundle, prompts, k, cfg, symbols)
+        sentences = generate(prompts)
         examples[" / ".join(pair)] = sentences[0]
         control_cells = held.reconstructed(np.asarray(controls), k).toarray()
         predicted_cells = {

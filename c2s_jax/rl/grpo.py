@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import logging
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -27,10 +27,8 @@ import optax
 from etils import epath
 from flax import nnx
 from jax.sharding import Mesh
-from tqdm.auto import tqdm
 
 from c2s_jax import parallel
-from c2s_jax.atomic_write import storage_path
 from c2s_jax.errors import InputError, NonFiniteLossError
 from c2s_jax.model_bundle import Bundle, export_bundle, load_bundle
 from c2s_jax.rl.objective import group_advantages
@@ -44,13 +42,9 @@ from c2s_jax.rl.step import (
     make_update_step,
     rollout_batch,
 )
-from c2s_jax.run import fault_points
-from c2s_jax.run.checkpoints import Checkpoints
-from c2s_jax.run.finish import export_final, finished_result, write_result
-from c2s_jax.run.preemption import Preemption
-from c2s_jax.run.workdir_lock import workdir_lock
+from c2s_jax.run.checkpoints import Restored
+from c2s_jax.run.runner import Outcome, Schedule, run
 from c2s_jax.sample import PROMPT_BUCKET, Sampler, SamplingParams
-from c2s_jax.train.metrics import MetricWriter
 from c2s_jax.train.optimizer import optimizer_for
 from c2s_jax.train.state import (
     ModelParts,
@@ -59,8 +53,6 @@ from c2s_jax.train.state import (
     state_shardings,
     trainable_parts,
 )
-
-log = logging.getLogger(__name__)
 
 # What each derived seed is for, so that rollouts and evaluations never share draws.
 ROLLOUT_SEED, EVAL_SEED = 0, 1
@@ -379,125 +371,124 @@ def run_grpo(
             "config.init_from is empty: name a training workdir or a model bundle "
             "(`c2s train` exports one at the end of a run)"
         )
-    workdir_path = storage_path(workdir)
-    with workdir_lock(workdir_path, "c2s grpo"):
-        return _run_locked(cfg, workdir_path, mesh, rules, strict_restore)
-
-
-def _run_locked(cfg, workdir_path: epath.Path, mesh, rules, strict_restore) -> GRPOResult:
-    is_chief = jax.process_index() == 0
-    finished = finished_result(workdir_path, cfg.train.steps)
-    if finished is not None:
-        return GRPOResult(**{**finished, "workdir": str(workdir_path)})
-
-    # ---------------------------------------------------------------- policy and prompts
-    bundle = load_bundle(cfg.init_from, mesh=mesh, rules=rules)
-    parts, params = policy_parts(bundle, cfg.lora, cfg.seed, mesh, rules)
-    train_prompts, eval_prompts = _prompt_pools(cfg, bundle)
-    settings = settings_from_config(cfg)
-    longest = max(len(p.tokens) for p in train_prompts)
-    row_length = -(-(longest + settings.sampling.max_new_tokens - 1) // PROMPT_BUCKET)
-    tx, schedule = optimizer_for(cfg.optimizer, cfg.train.steps * settings.iterations)
-    learner = GRPO(
-        parts,
-        params,
-        tokenizer=bundle.tokenizer,
-        rewards=build_rewards(cfg.rewards.names, cfg.rewards.weights),
-        settings=settings,
-        tx=tx,
-        schedule=schedule,
-        mesh=mesh,
-        rules=rules,
-        row_length=row_length * PROMPT_BUCKET,
+    schedule = Schedule(
+        steps=cfg.train.steps,
+        checkpoint_every=cfg.train.checkpoint_every,
+        keep_checkpoints=cfg.train.keep_checkpoints,
+        eval_every=cfg.eval.every,
+        eval_at_start=True,  # the starting policy's rewards, for comparison
+        eval_at_end=True,
     )
-    order = PromptOrder(len(train_prompts), cfg.grpo.prompts_per_step, cfg.seed)
-    eval_sampling = dataclasses.replace(
-        settings.sampling,
-        temperature=cfg.eval.temperature,
-        seed=derived_seed(cfg.seed, EVAL_SEED, 0),
+    result = run(
+        workdir,
+        "c2s grpo",
+        schedule,
+        lambda workdir_path: GRPOJob(cfg, mesh, rules, workdir_path),
+        GRPOJob.result,
+        "policy",
+        strict_restore,
     )
+    return GRPOResult(**result)
 
-    def evaluate() -> dict[str, float]:
-        # The same seed at every evaluation, so that sampled evaluations of successive
-        # policies differ by the policy, not by the draws.
-        return learner.evaluate(eval_prompts, eval_sampling, cfg.eval.samples, cfg.eval.batch_size)
 
-    # ---------------------------------------------------------------- resume
-    checkpoints = Checkpoints(workdir_path / "checkpoints", cfg.train.keep_checkpoints)
-    try:
-        restored = checkpoints.restore_newest(learner.state, strict_restore)
-    except BaseException:
-        checkpoints.close()
-        raise
-    step = 0
-    if restored is not None:
-        learner.set_state(restored.state)
-        order.set_state(restored.data)
-        step = restored.step
-        log.info("resumed from step %d in %s", step, checkpoints.directory)
+class GRPOJob:
+    """A GRPO experiment one step at a time (see :class:`c2s_jax.run.runner.Job`): the
+    policy from `config.init_from`, prompts from its corpus, rollouts seeded per step."""
 
-    # ---------------------------------------------------------------- loop
-    writer = MetricWriter(workdir_path, enabled=is_chief)
-    preemption = Preemption()
-    bar = tqdm(total=cfg.train.steps, initial=step, unit="step", disable=not is_chief)
-    last_eval: dict[str, float] = {}
-    try:
-        if step == 0:
-            last_eval = evaluate()
-            writer.write(0, last_eval, "eval")
-        while step < cfg.train.steps:
-            prompts = [train_prompts[i] for i in next(order)]
-            scalars = learner.step(prompts, derived_seed(cfg.seed, ROLLOUT_SEED, step))
-            step += 1
-            if not np.isfinite(scalars["loss"]):
-                raise NonFiniteLossError(
-                    f"the GRPO loss is not finite at step {step}; lower "
-                    f"config.optimizer.learning_rate (checkpoints: {checkpoints.directory})"
-                )
-            writer.write(step, scalars)
-            bar.update(1)
-            bar.set_postfix(
-                reward=f"{scalars['reward']:.3f}", tok_s=f"{scalars['tokens_per_s']:.0f}"
-            )
-            every = cfg.eval.every
-            if (every and step % every == 0) or step == cfg.train.steps:
-                last_eval = evaluate()
-                writer.write(step, last_eval, "eval")
-            at_save = step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps
-            if at_save or preemption.requested:
-                checkpoints.save(step, learner.state, order.get_state())
-                fault_points.reached("checkpoint", step)
-            if preemption.requested:
-                log.warning("SIGTERM: saved step %d, stopping", step)
-                break
-        if step == cfg.train.steps and not last_eval:
-            # Resumed from the final checkpoint of a run that stopped before its result
-            # was written: evaluate it, so the result is complete.
-            last_eval = evaluate()
-    finally:
-        bar.close()
-        preemption.restore()
-        checkpoints.close()
-        writer.close()
+    progress_keys = ("reward", "tokens_per_s")
 
-    # ---------------------------------------------------------------- finish
-    if step == cfg.train.steps and not preemption.requested:
-        policy = parts.model(learner.state.params, parts.frozen)
-        export_final(
-            workdir_path,
-            step,
-            lambda out: export_bundle(
-                policy,
-                out,
-                bundle.tokenizer.path,
-                bundle.tokenizer.family,
-                bundle.corpus,
-                bundle.trained_length,
-                # The base model's training, and the GRPO experiment on top of it.
-                {**bundle.training_config, "grpo": json.loads(cfg.to_json_best_effort())},
-            ),
-            "policy",
+    def __init__(
+        self,
+        cfg: ml_collections.ConfigDict,
+        mesh: Mesh,
+        rules: parallel.Rules,
+        workdir: epath.Path,
+    ):
+        self._cfg = cfg
+        self._workdir = workdir
+        self._bundle = load_bundle(cfg.init_from, mesh=mesh, rules=rules)
+        parts, params = policy_parts(self._bundle, cfg.lora, cfg.seed, mesh, rules)
+        self._train_prompts, self._eval_prompts = _prompt_pools(cfg, self._bundle)
+        settings = settings_from_config(cfg)
+        longest = max(len(p.tokens) for p in self._train_prompts)
+        row_length = -(-(longest + settings.sampling.max_new_tokens - 1) // PROMPT_BUCKET)
+        tx, schedule = optimizer_for(cfg.optimizer, cfg.train.steps * settings.iterations)
+        self._learner = GRPO(
+            parts,
+            params,
+            tokenizer=self._bundle.tokenizer,
+            rewards=build_rewards(cfg.rewards.names, cfg.rewards.weights),
+            settings=settings,
+            tx=tx,
+            schedule=schedule,
+            mesh=mesh,
+            rules=rules,
+            row_length=row_length * PROMPT_BUCKET,
         )
-    result = GRPOResult(str(workdir_path), step, last_eval, preemption.requested)
-    write_result(workdir_path, dataclasses.asdict(result))
-    return result
+        self._order = PromptOrder(len(self._train_prompts), cfg.grpo.prompts_per_step, cfg.seed)
+        self._eval_sampling = dataclasses.replace(
+            settings.sampling,
+            temperature=cfg.eval.temperature,
+            seed=derived_seed(cfg.seed, EVAL_SEED, 0),
+        )
+        self._step = 0
+        self._scalars: dict[str, float] = {}
+
+    @property
+    def state(self) -> TrainState:
+        """The policy's parameters and optimizer state."""
+        return self._learner.state
+
+    def resume(self, restored: Restored) -> None:
+        """Continues from a checkpoint's policy and prompt order."""
+        self._learner.set_state(restored.state)
+        self._order.set_state(restored.data)
+        self._step = restored.step
+
+    def step(self) -> None:
+        """Samples, scores and updates on the next batch of prompts."""
+        prompts = [self._train_prompts[i] for i in next(self._order)]
+        self._scalars = self._learner.step(
+            prompts, derived_seed(self._cfg.seed, ROLLOUT_SEED, self._step)
+        )
+        self._step += 1
+        if not np.isfinite(self._scalars["loss"]):
+            raise NonFiniteLossError(
+                f"the GRPO loss is not finite at step {self._step}; lower "
+                f"config.optimizer.learning_rate (checkpoints: {self._workdir / 'checkpoints'})"
+            )
+
+    def scalars(self, step: int) -> dict[str, float]:
+        """The last step's rewards, objective and timings (see :meth:`GRPO.step`)."""
+        return self._scalars
+
+    def evaluate(self) -> dict[str, float]:
+        """Rewards on the held-out prompts. The same seed at every evaluation, so that
+        sampled evaluations of successive policies differ by the policy, not the draws."""
+        e = self._cfg.eval
+        return self._learner.evaluate(
+            self._eval_prompts, self._eval_sampling, e.samples, e.batch_size
+        )
+
+    def checkpoint(self, step: int) -> tuple[dict, dict]:
+        """The prompt order's position (losses are checked at every step)."""
+        return self._order.get_state(), {}
+
+    def export(self, out: Path) -> None:
+        """Writes the policy (adapters merged) as a bundle with the base model's tokenizer
+        and corpus facts, and its training config beside the GRPO config."""
+        bundle, parts = self._bundle, self._learner.parts
+        policy = parts.model(self._learner.state.params, parts.frozen)
+        export_bundle(
+            policy,
+            out,
+            bundle.tokenizer.path,
+            bundle.tokenizer.family,
+            bundle.corpus,
+            bundle.trained_length,
+            {**bundle.training_config, "grpo": json.loads(self._cfg.to_json_best_effort())},
+        )
+
+    def result(self, outcome: Outcome) -> dict:
+        """The fields of :class:`GRPOResult` but the workdir."""
+        return {"step": outcome.step, "eval": outcome.eval, "preempted": outcome.preempted}

@@ -1,4 +1,4 @@
-"""The training loop: mesh, state, input, resume, steps, evaluation, checkpoints.
+"""`c2s train`: the training job that :mod:`c2s_jax.run.runner` drives.
 
 Rerunning the same command with the same workdir continues from the newest checkpoint
 that reads (state and input position), so an interrupted or preempted run loses nothing;
@@ -9,7 +9,6 @@ a ``gs://`` URL that every host of a pod shares; one run at a time holds it.
 
 import dataclasses
 import json
-import logging
 import os
 import time
 from pathlib import Path
@@ -18,26 +17,19 @@ import jax
 import ml_collections
 import numpy as np
 from etils import epath
-from tqdm.auto import tqdm
 
 from c2s_jax import parallel
 from c2s_jax.atomic_write import storage_path
 from c2s_jax.errors import NonFiniteLossError
 from c2s_jax.model_bundle import export_bundle
-from c2s_jax.run import fault_points
-from c2s_jax.run.checkpoints import Checkpoints
-from c2s_jax.run.finish import export_final, finished_result, write_result
-from c2s_jax.run.preemption import Preemption
-from c2s_jax.run.workdir_lock import workdir_lock
+from c2s_jax.run.checkpoints import Restored
+from c2s_jax.run.runner import Outcome, Schedule, run
 from c2s_jax.train.data import batch_sources, to_global
 from c2s_jax.train.flops import peak_flops, train_flops_per_token
-from c2s_jax.train.metrics import MetricWriter
 from c2s_jax.train.optimizer import optimizer_for
 from c2s_jax.train.settings_check import check_train_settings
 from c2s_jax.train.state import create_train_state
 from c2s_jax.train.step import LossConfig, make_eval_step, make_train_step
-
-log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -76,190 +68,179 @@ def train(
     mesh = parallel.make_mesh(dict(cfg.mesh), cfg.dcn_data)
     rules = tuple(tuple(r) for r in cfg.rules)
     check_train_settings(cfg, parallel.batch_shards(mesh, rules))
-    workdir_path = storage_path(workdir)
-    with workdir_lock(workdir_path, "c2s train"):
-        return _train_locked(cfg, workdir_path, mesh, rules, strict_restore)
-
-
-def _train_locked(cfg, workdir_path: epath.Path, mesh, rules, strict_restore) -> TrainResult:
-    batch_sharding = parallel.batch_sharding(mesh, rules)
-    is_chief = jax.process_index() == 0
-    finished = finished_result(workdir_path, cfg.train.steps)
-    if finished is not None:
-        return TrainResult(**{**finished, "workdir": str(workdir_path)})
-
-    # ---------------------------------------------------------------- model and optimizer
-    tx, schedule = optimizer_for(cfg.optimizer, cfg.train.steps)
-    state, parts, shardings = create_train_state(cfg, tx, mesh)
-    n_params = sum(x.size for x in jax.tree.leaves(state.params))
-    if parts.frozen is not None:
-        n_params += sum(x.size for x in jax.tree.leaves(parts.frozen))
-
-    # ---------------------------------------------------------------- input
-    train_source, eval_source, task_names = batch_sources(
-        cfg, parts.config.vocab_size, batch_sharding
+    t = cfg.train
+    schedule = Schedule(
+        steps=t.steps,
+        checkpoint_every=t.checkpoint_every,
+        keep_checkpoints=t.keep_checkpoints,
+        log_every=t.log_every,
+        eval_every=t.eval_every,
     )
-    loss_cfg = LossConfig(len(task_names), cfg.train.z_loss_weight, cfg.train.microbatches)
-    train_step = make_train_step(parts, tx, schedule, loss_cfg, shardings, batch_sharding, rules)
-    eval_step = make_eval_step(parts, loss_cfg, batch_sharding, rules)
-
-    # ---------------------------------------------------------------- resume
-    checkpoints = Checkpoints(workdir_path / "checkpoints", cfg.train.keep_checkpoints)
-    try:
-        restored = checkpoints.restore_newest(state, strict_restore)
-    except BaseException:
-        checkpoints.close()
-        raise
-    train_loss = float("nan")
-    if restored is not None:
-        state = restored.state
-        train_source.set_state(restored.data)
-        train_loss = restored.summary.get("train_loss", train_loss)
-        log.info("resumed from step %d in %s", restored.step, checkpoints.directory)
-    step = int(jax.device_get(state.step))
-
-    # ---------------------------------------------------------------- loop
-    writer = MetricWriter(workdir_path, enabled=is_chief)
-    flops_per_token = train_flops_per_token(parts.config, cfg.data.seq_len)
-    peak = peak_flops(jax.devices()[0].device_kind, cfg.train.peak_flops_per_device)
-    preemption = Preemption()
-    bar = tqdm(total=cfg.train.steps, initial=step, unit="step", disable=not is_chief)
-    pending_losses: list[tuple[int, jax.Array]] = []
-    last_good = restored.step if restored is not None else None
-    interval_start, interval_tokens, interval_first_step = time.perf_counter(), 0, step
-    eval_loss, eval_task_loss = None, {}
-
-    def evaluate(params, at_step: int) -> tuple[float, dict[str, float]]:
-        loss, per_task = _evaluate(
-            eval_step,
-            params,
-            parts.frozen,
-            eval_source(),
-            cfg.data.eval_batches,
-            batch_sharding,
-            task_names,
-        )
-        writer.write(
-            at_step, {"loss": loss, **{f"loss/{k}": v for k, v in per_task.items()}}, "eval"
-        )
-        return loss, per_task
-
-    try:
-        while step < cfg.train.steps:
-            batch = to_global(next(train_source), batch_sharding)
-            state, metrics = train_step(state, batch, parts.frozen)
-            interval_tokens = interval_tokens + metrics["batch_tokens"]  # stays on device
-            step += 1
-            pending_losses.append((step, metrics["loss"]))
-            bar.update(1)
-            at_log = step % cfg.train.log_every == 0 or step == cfg.train.steps
-            at_save = step % cfg.train.checkpoint_every == 0 or step == cfg.train.steps
-            if at_log or at_save or preemption.requested:
-                _check_finite(pending_losses, last_good, checkpoints.directory)
-                pending_losses.clear()
-                train_loss = float(jax.device_get(metrics["loss"]))
-            if at_log:
-                seconds = time.perf_counter() - interval_start
-                scalars = _train_scalars(
-                    metrics,
-                    int(jax.device_get(interval_tokens)),
-                    seconds,
-                    flops_per_token,
-                    peak,
-                    step - interval_first_step,
-                )
-                writer.write(step, scalars)
-                bar.set_postfix(
-                    loss=f"{scalars['loss']:.4f}", tok_s=f"{scalars['tokens_per_s']:.0f}"
-                )
-                interval_start, interval_tokens = time.perf_counter(), 0
-                interval_first_step = step
-            if cfg.train.eval_every and (
-                step % cfg.train.eval_every == 0 or step == cfg.train.steps
-            ):
-                eval_loss, eval_task_loss = evaluate(state.params, step)
-            if at_save or preemption.requested:
-                checkpoints.save(step, state, train_source.get_state(), {"train_loss": train_loss})
-                last_good = step
-                fault_points.reached("checkpoint", step)
-            if preemption.requested:
-                log.warning("SIGTERM: saved step %d, stopping", step)
-                break
-        if step == cfg.train.steps and cfg.train.eval_every and eval_loss is None:
-            # Resumed from the final checkpoint of a run that stopped before its result
-            # was written: evaluate it, so the result is complete.
-            eval_loss, eval_task_loss = evaluate(state.params, step)
-    finally:
-        bar.close()
-        preemption.restore()
-        checkpoints.close()
-        writer.close()
-
-    # ---------------------------------------------------------------- finish
-    if step == cfg.train.steps and not preemption.requested:
-        model = parts.model(state.params, parts.frozen)
-        export_final(workdir_path, step, lambda out: _write_bundle(cfg, model, out), "model")
-    result = TrainResult(
-        workdir=str(workdir_path),
-        step=step,
-        train_loss=train_loss,
-        eval_loss=eval_loss,
-        eval_task_loss=eval_task_loss,
-        preempted=preemption.requested,
-        n_params=int(n_params),
+    result = run(
+        workdir,
+        "c2s train",
+        schedule,
+        lambda workdir_path: TrainingJob(cfg, mesh, rules, workdir_path),
+        TrainingJob.result,
+        "model",
+        strict_restore,
     )
-    write_result(workdir_path, dataclasses.asdict(result))
-    return result
+    return TrainResult(**result)
 
 
-def _write_bundle(cfg: ml_collections.ConfigDict, model, out: Path) -> None:
-    """Writes `model` (adapters merged) as a bundle that `c2s generate`, `c2s eval` and
-    `c2s grpo` load, with the corpus's tokenizer and facts."""
-    tokenizer_path, family, corpus = None, "c2s", {}
-    if cfg.data.source == "corpus":
-        from c2s_jax.data.records import read_metadata  # tensorflow-datasets: only this path
+class TrainingJob:
+    """One experiment's model, optimizer and input, one step at a time (see
+    :class:`c2s_jax.run.runner.Job`).
 
-        corpus = read_metadata(cfg.data.corpus_dir)
-        corpus["corpus_dir"] = str(storage_path(cfg.data.corpus_dir))
-        tokenizer_path = Path(cfg.data.corpus_dir) / corpus["tokenizer"]["path"]
-        family = corpus["tokenizer"]["family"]
-    # The config as JSON values (tuples become lists), for the bundle and its model card.
-    training = json.loads(cfg.to_json_best_effort())
-    export_bundle(model, out, tokenizer_path, family, corpus, cfg.data.seq_len, training)
+    Steps are dispatched without waiting for the device: losses are fetched, and checked
+    to be finite, only when scalars are logged or a checkpoint is saved.
+    """
 
+    progress_keys = ("loss", "tokens_per_s")
 
-def _check_finite(
-    pending: list[tuple[int, jax.Array]], last_good: int | None, where: epath.Path
-) -> None:
-    for step, loss in pending:
-        if not np.isfinite(float(jax.device_get(loss))):
-            good = f"step {last_good} in {where}" if last_good is not None else "none yet"
-            raise NonFiniteLossError(
-                f"the loss is not finite at step {step}; last good checkpoint: {good}. Lower "
-                "config.optimizer.learning_rate or raise config.optimizer.warmup_steps"
+    def __init__(
+        self,
+        cfg: ml_collections.ConfigDict,
+        mesh: jax.sharding.Mesh,
+        rules: parallel.Rules,
+        workdir: epath.Path,
+    ):
+        self._cfg = cfg
+        self._workdir = workdir
+        self._batch_sharding = parallel.batch_sharding(mesh, rules)
+        tx, schedule = optimizer_for(cfg.optimizer, cfg.train.steps)
+        self.state, self._parts, shardings = create_train_state(cfg, tx, mesh)
+        n_params = sum(x.size for x in jax.tree.leaves(self.state.params))
+        if self._parts.frozen is not None:
+            n_params += sum(x.size for x in jax.tree.leaves(self._parts.frozen))
+        self.n_params = int(n_params)
+
+        self._train_source, self._eval_source, self._task_names = batch_sources(
+            cfg, self._parts.config.vocab_size, self._batch_sharding
+        )
+        loss_cfg = LossConfig(
+            len(self._task_names), cfg.train.z_loss_weight, cfg.train.microbatches
+        )
+        self._train_step = make_train_step(
+            self._parts, tx, schedule, loss_cfg, shardings, self._batch_sharding, rules
+        )
+        self._eval_step = make_eval_step(self._parts, loss_cfg, self._batch_sharding, rules)
+
+        self._flops_per_token = train_flops_per_token(self._parts.config, cfg.data.seq_len)
+        self._peak = peak_flops(jax.devices()[0].device_kind, cfg.train.peak_flops_per_device)
+        self.train_loss = float("nan")
+        self.last_good: int | None = None  # the newest step saved with a finite loss
+        self._pending_losses: list[tuple[int, jax.Array]] = []
+        self._metrics: dict[str, jax.Array] = {}
+        self._step = 0
+        self._interval_start, self._interval_tokens, self._interval_first_step = (
+            time.perf_counter(),
+            0,
+            0,
+        )
+
+    def resume(self, restored: Restored) -> None:
+        """Continues from a checkpoint's state, input position and train loss."""
+        self.state = restored.state
+        self._train_source.set_state(restored.data)
+        self.train_loss = restored.summary.get("train_loss", self.train_loss)
+        self.last_good = self._step = self._interval_first_step = restored.step
+
+    def step(self) -> None:
+        """Dispatches one training step on the next batch."""
+        batch = to_global(next(self._train_source), self._batch_sharding)
+        self.state, self._metrics = self._train_step(self.state, batch, self._parts.frozen)
+        self._interval_tokens = self._interval_tokens + self._metrics["batch_tokens"]  # on device
+        self._step += 1
+        self._pending_losses.append((self._step, self._metrics["loss"]))
+
+    def scalars(self, step: int) -> dict[str, float]:
+        """Loss, z-loss, gradient norm, learning rate, tokens/s, step time and MFU since the
+        previous call."""
+        self._sync_loss()
+        seconds = time.perf_counter() - self._interval_start
+        steps = step - self._interval_first_step
+        host = jax.device_get(
+            {k: self._metrics[k] for k in ("loss", "z_loss", "grad_norm", "learning_rate")}
+        )
+        tokens_per_s = int(jax.device_get(self._interval_tokens)) / max(seconds, 1e-9)
+        scalars = {k: float(v) for k, v in host.items()}
+        scalars.update(tokens_per_s=tokens_per_s, step_time_s=seconds / max(steps, 1))
+        if self._peak:
+            scalars["mfu"] = (
+                self._flops_per_token * tokens_per_s / (self._peak * jax.device_count())
             )
+        self._interval_start, self._interval_tokens = time.perf_counter(), 0
+        self._interval_first_step = step
+        return scalars
 
+    def evaluate(self) -> dict[str, float]:
+        """Held-out loss over `config.data.eval_batches` batches, overall and per task."""
+        totals = None
+        source = self._eval_source()
+        for _ in range(self._cfg.data.eval_batches):
+            batch = to_global(next(source), self._batch_sharding)
+            aux = self._eval_step(self.state.params, batch, self._parts.frozen)
+            totals = aux if totals is None else jax.tree.map(np.add, totals, aux)
+        totals = jax.device_get(totals)
+        scalars = {"loss": float(totals["ce_sum"] / max(totals["tokens"], 1.0))}
+        for i, name in enumerate(self._task_names):
+            if totals["task_tokens"][i] > 0:
+                scalars[f"loss/{name}"] = float(totals["task_ce_sum"][i] / totals["task_tokens"][i])
+        return scalars
 
-def _train_scalars(metrics, tokens, seconds, flops_per_token, peak, steps) -> dict[str, float]:
-    host = jax.device_get({k: metrics[k] for k in ("loss", "z_loss", "grad_norm", "learning_rate")})
-    tokens_per_s = tokens / max(seconds, 1e-9)
-    scalars = {k: float(v) for k, v in host.items()}
-    scalars.update(tokens_per_s=tokens_per_s, step_time_s=seconds / steps)
-    if peak:
-        scalars["mfu"] = flops_per_token * tokens_per_s / (peak * jax.device_count())
-    return scalars
+    def checkpoint(self, step: int) -> tuple[dict, dict]:
+        """The input position and the train loss, after checking every loss since the last
+        check is finite."""
+        self._sync_loss()
+        self.last_good = step
+        return self._train_source.get_state(), {"train_loss": self.train_loss}
 
+    def export(self, out: Path) -> None:
+        """Writes the model (adapters merged) as a bundle that `c2s generate`, `c2s eval`
+        and `c2s grpo` load, with the corpus's tokenizer and facts."""
+        cfg = self._cfg
+        model = self._parts.model(self.state.params, self._parts.frozen)
+        tokenizer_path, family, corpus = None, "c2s", {}
+        if cfg.data.source == "corpus":
+            from c2s_jax.data.records import read_metadata  # tensorflow-datasets: this path only
 
-def _evaluate(eval_step, params, frozen, source, n_batches, sharding, task_names):
-    totals = None
-    for _ in range(n_batches):
-        aux = eval_step(params, to_global(next(source), sharding), frozen)
-        totals = aux if totals is None else jax.tree.map(np.add, totals, aux)
-    totals = jax.device_get(totals)
-    loss = float(totals["ce_sum"] / max(totals["tokens"], 1.0))
-    per_task = {
-        name: float(totals["task_ce_sum"][i] / totals["task_tokens"][i])
-        for i, name in enumerate(task_names)
-        if totals["task_tokens"][i] > 0
-    }
-    return loss, per_task
+            corpus = read_metadata(cfg.data.corpus_dir)
+            corpus["corpus_dir"] = str(storage_path(cfg.data.corpus_dir))
+            tokenizer_path = Path(cfg.data.corpus_dir) / corpus["tokenizer"]["path"]
+            family = corpus["tokenizer"]["family"]
+        # The config as JSON values (tuples become lists), for the bundle and its model card.
+        training = json.loads(cfg.to_json_best_effort())
+        export_bundle(model, out, tokenizer_path, family, corpus, cfg.data.seq_len, training)
+
+    def result(self, outcome: Outcome) -> dict:
+        """The fields of :class:`TrainResult` but the workdir."""
+        evaluation = outcome.eval
+        return {
+            "step": outcome.step,
+            "train_loss": self.train_loss,
+            "eval_loss": evaluation.get("loss"),
+            "eval_task_loss": {
+                k.removeprefix("loss/"): v for k, v in evaluation.items() if k.startswith("loss/")
+            },
+            "preempted": outcome.preempted,
+            "n_params": self.n_params,
+        }
+
+    def _sync_loss(self) -> None:
+        """Fetches the losses dispatched since the last sync; stops on one not finite."""
+        for step, loss in self._pending_losses:
+            if not np.isfinite(float(jax.device_get(loss))):
+                good = (
+                    f"step {self.last_good} in {self._workdir / 'checkpoints'}"
+                    if self.last_good is not None
+                    else "none yet"
+                )
+                raise NonFiniteLossError(
+                    f"the loss is not finite at step {step}; last good checkpoint: {good}. "
+                    "Lower config.optimizer.learning_rate or raise "
+                    "config.optimizer.warmup_steps"
+                )
+        self._pending_losses.clear()
+        if self._metrics:
+            self.train_loss = float(jax.device_get(self._metrics["loss"]))

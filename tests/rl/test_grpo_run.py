@@ -15,9 +15,11 @@ from flax import nnx
 
 from c2s_jax.config_loading import load_config
 from c2s_jax.errors import InputError
-from c2s_jax.model_bundle import load_bundle
+from c2s_jax.model_bundle import BUNDLE_FILE, load_bundle
 from c2s_jax.rl import grpo
 from c2s_jax.rl.prompts import corpus_prompts
+from c2s_jax.run import runner
+from c2s_jax.run.checkpoints import Checkpoints
 from tests.trained_model import pbmc_workdir
 from tests.virtual_devices import virtual_device_env
 
@@ -147,3 +149,22 @@ def test_bad_settings_name_the_config_key(tmp_path):
         grpo.run_grpo(config("init_from=''"), tmp_path)
     with pytest.raises(InputError, match="language_modeling"):
         corpus_prompts(tmp_path, "validation", ["language_modeling"], tokenizer=None)
+
+
+def test_a_run_in_a_bucket_writes_everything_there(bucket_root, tmp_path, monkeypatch):
+    """GRPO keeps a gs:// workdir a URL (the runner it shares with training), so metrics,
+    the export and the result land in the bucket, not in a local './gs:' folder."""
+    cfg = load_config(CONFIG, small_overrides("train.steps=1"))  # trains the base model
+    # tensorstore writes checkpoint arrays through its own client, which the stand-in
+    # bucket cannot serve: checkpoints go to a local folder here.
+    monkeypatch.setattr(
+        runner, "Checkpoints", lambda directory, keep: Checkpoints(tmp_path / "orbax", keep)
+    )
+    monkeypatch.chdir(tmp_path)
+    result = grpo.run_grpo(cfg, "gs://b/runs/grpo")
+    run = bucket_root / "b" / "runs" / "grpo"
+    assert result.workdir == "gs://b/runs/grpo" and result.step == 1
+    assert json.loads((run / "result.json").read_text())["eval"] == result.eval
+    assert sorted(by_step(run, "eval")) == [0, 1]
+    assert (run / "exports" / "step_0000001" / BUNDLE_FILE).exists()
+    assert not (tmp_path / "gs:").exists()

@@ -14,10 +14,11 @@ import pytest
 
 from c2s_jax.atomic_write import atomic_path, storage_path, write_text_atomic
 from c2s_jax.model_bundle import BUNDLE_FILE
+from c2s_jax.run import runner
 from c2s_jax.run.checkpoints import Checkpoints
+from c2s_jax.run.metrics import MetricWriter
 from c2s_jax.train import loop
 from c2s_jax.train.loop import TrainResult, train
-from c2s_jax.train.metrics import MetricWriter
 
 
 def test_storage_path_keeps_urls_and_makes_local_paths_absolute():
@@ -102,7 +103,7 @@ def test_training_in_a_bucket_writes_everything_there(
     # tensorstore writes checkpoint arrays to Cloud Storage through its own client, which
     # the stand-in bucket cannot serve: checkpoints go to a local folder here.
     monkeypatch.setattr(
-        loop, "Checkpoints", lambda directory, keep: Checkpoints(tmp_path / "orbax", keep)
+        runner, "Checkpoints", lambda directory, keep: Checkpoints(tmp_path / "orbax", keep)
     )
     cfg = tiny_config(
         "train.steps=4", "train.log_every=2", "train.eval_every=4", "train.checkpoint_every=4"

@@ -58,6 +58,20 @@ def test_packed_batches_shift_targets_within_each_example():
     )
 
 
+def test_rows_shorter_than_an_example_keep_its_answer_and_say_so(caplog):
+    """An example longer than the rows keeps its last seq_len + 1 tokens (the answer ends
+    it) and the cut is logged once, naming config.data.seq_len."""
+    short = LoaderOptions(batch_size=4, seq_len=16, seed=3, pack_window=32)
+    with caplog.at_level("WARNING", logger="c2s_jax.data.packing"):
+        batches = iter(host_batches(pbmc_corpus(), "train", short, 0, 1))
+        first, second = next(batches), next(batches)
+    cuts = [r for r in caplog.records if "config.data.seq_len=16" in r.getMessage()]
+    assert len(cuts) == 1
+    for batch in (first, second):
+        for row, start, end in _segments(batch):
+            assert end - start <= 16 and batch["loss_mask"][row, end - 1] == 1
+
+
 def test_restoring_the_state_continues_with_exactly_the_next_batch():
     corpus = pbmc_corpus()
     iterator = iter(host_batches(corpus, "train", OPTIONS, 0, 1))

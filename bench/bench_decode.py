@@ -78,8 +78,8 @@ def worker_ours(family: str, ckpt_dir: str, calls: int) -> dict:
     from flax import nnx
 
     from c2s_jax.convert import load_hf
-    from c2s_jax.sample import Sampler, SamplingParams
-    from c2s_jax.train.state import ModelParts
+    from c2s_jax.inference.sampler import Sampler, SamplingParams
+    from c2s_jax.models.parts import ModelParts
 
     model, cfg = load_hf(ckpt_dir, compute_dtype="float32")
     graphdef, params = nnx.split(model)

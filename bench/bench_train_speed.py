@@ -58,8 +58,9 @@ def worker_ours(family: str, ckpt_dir: str, steps: int) -> dict:
 
     from c2s_jax import parallel
     from c2s_jax.convert import load_hf
+    from c2s_jax.models.parts import ModelParts
     from c2s_jax.train.data import to_global
-    from c2s_jax.train.state import ModelParts, TrainState
+    from c2s_jax.train.state import TrainState
     from c2s_jax.train.step import LossConfig, make_train_step
 
     model, config = load_hf(ckpt_dir, compute_dtype="float32", scan_layers=False)

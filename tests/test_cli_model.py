@@ -9,7 +9,7 @@ import pytest
 from c2s_jax.cli import main
 from c2s_jax.data.cell_sentences import cell_sentences
 from c2s_jax.data.expression_source import read_anndata
-from c2s_jax.embeddings import CellEmbedder
+from c2s_jax.inference.embeddings import CellEmbedder
 from c2s_jax.model_bundle import load_bundle
 from tests.trained_model import pbmc_workdir
 

@@ -46,9 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from c2s_jax.annotate import AnnotationOptions, annotate_cells, write_annotations
     from c2s_jax.atomic_write import check_output_file
     from c2s_jax.data.expression_source import read_anndata
+    from c2s_jax.inference.annotate import AnnotationOptions, annotate_cells, write_annotations
     from c2s_jax.model_bundle import load_bundle
 
     if not args.out.endswith(".h5ad"):

@@ -44,7 +44,7 @@ def _run(args: argparse.Namespace) -> None:
     from c2s_jax.atomic_write import atomic_path, check_output_file
     from c2s_jax.data.cell_sentences import cell_sentences
     from c2s_jax.data.expression_source import read_anndata
-    from c2s_jax.embeddings import CellEmbedder
+    from c2s_jax.inference.embeddings import CellEmbedder
     from c2s_jax.model_bundle import load_bundle
 
     check_output_file(args.output)

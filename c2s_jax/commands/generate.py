@@ -94,9 +94,9 @@ def _requests(args: argparse.Namespace) -> list[str]:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from c2s_jax.generation import cells_to_anndata, generate_cells
+    from c2s_jax.inference.generation import cells_to_anndata, generate_cells
+    from c2s_jax.inference.sampler import SamplingParams
     from c2s_jax.model_bundle import load_bundle
-    from c2s_jax.sample import SamplingParams
 
     requests = _requests(args)
     bundle = load_bundle(

@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_fit(args: argparse.Namespace) -> None:
-    from c2s_jax import scaling
+    from c2s_jax.scaling import law
 
     if args.budget is not None and not args.two_variable:
         raise InputError("--budget needs --two-variable: the allocation trades N against D")
@@ -65,10 +65,10 @@ def _run_fit(args: argparse.Namespace) -> None:
         raise InputError(f"--budget must be a positive number of FLOPs, got {args.budget}")
     if args.bootstrap < 0:
         raise InputError(f"--bootstrap must be 0 or more, got {args.bootstrap}")
-    points = scaling.read_results(args.results)
-    losses = scaling.target_losses(points, args.task)
+    points = law.read_results(args.results)
+    losses = law.target_losses(points, args.task)
     tokens = [p.tokens for p in points] if args.two_variable else None
-    fit = scaling.fit_scaling_law(
+    fit = law.fit_scaling_law(
         [p.n_params for p in points],
         losses,
         tokens,
@@ -88,7 +88,7 @@ def _run_fit(args: argparse.Namespace) -> None:
         "huber_objective": fit.objective,
     }
     if args.budget is not None:
-        allocation = scaling.compute_optimal(fit, args.budget, _LEVEL)
+        allocation = law.compute_optimal(fit, args.budget, _LEVEL)
         report["compute_optimal"] = {
             "budget_flops": allocation.budget_flops,
             "n_params": allocation.n_params,
@@ -97,11 +97,11 @@ def _run_fit(args: argparse.Namespace) -> None:
             "ci": {k: list(v) for k, v in allocation.ci.items()},
         }
     if args.plot:
-        from c2s_jax.scaling_plot import plot_scaling
+        from c2s_jax.scaling.plot import plot_scaling
 
         compute_fit = None
         if not fit.two_variable:
-            compute_fit = scaling.fit_scaling_law(
+            compute_fit = law.fit_scaling_law(
                 [p.flops for p in points],
                 losses,
                 bootstrap=args.bootstrap,

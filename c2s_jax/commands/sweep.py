@@ -39,9 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run_sweep(args: argparse.Namespace) -> None:
     from c2s_jax.errors import InputError
-    from c2s_jax.sweeps.local import MemberFailedError, run_local
-    from c2s_jax.sweeps.spec import load_sweep
-    from c2s_jax.sweeps.tpu import run_tpu
+    from c2s_jax.scaling.local import MemberFailedError, run_local
+    from c2s_jax.scaling.spec import load_sweep
+    from c2s_jax.scaling.tpu import run_tpu
 
     sweep = load_sweep(args.config)
     out = Path(args.out)

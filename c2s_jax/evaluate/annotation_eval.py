@@ -27,10 +27,10 @@ from c2s_jax.evaluate.annotation import (
 from c2s_jax.evaluate.confidence import accuracy_with_interval, reliability_notes
 from c2s_jax.evaluate.held_out import HeldOut
 from c2s_jax.evaluate.predictions import join_tables
+from c2s_jax.inference.sampler import Sampler, SamplingParams, complete_texts
+from c2s_jax.inference.scoring import Scorer, rank_candidates
 from c2s_jax.model_bundle import Bundle
-from c2s_jax.sample import Sampler, SamplingParams, complete_texts
-from c2s_jax.scoring import Scorer, rank_candidates
-from c2s_jax.train.state import ModelParts
+from c2s_jax.models.parts import ModelParts
 
 # The task's template name and the field it answers.
 TASKS = {"cell_type_annotation": "cell_type", "tissue_inference": "tissue"}

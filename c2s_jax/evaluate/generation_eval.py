@@ -17,8 +17,6 @@ import ml_collections
 import numpy as np
 import scipy.sparse as sp
 
-from c2s_jax.cell_requests import CellRequest
-from c2s_jax.embeddings import CellEmbedder
 from c2s_jax.evaluate.distribution import (
     knn_label_accuracy,
     mean_expression_correlation,
@@ -29,15 +27,17 @@ from c2s_jax.evaluate.embedders import pca_embedder
 from c2s_jax.evaluate.held_out import HeldOut
 from c2s_jax.evaluate.predictions import total_variance
 from c2s_jax.evaluate.scfid import frechet_distance
-from c2s_jax.generation import generate_cells
+from c2s_jax.inference.embeddings import CellEmbedder
+from c2s_jax.inference.generation import generate_cells
+from c2s_jax.inference.requests import CellRequest
+from c2s_jax.inference.sampler import SamplingParams
 from c2s_jax.model_bundle import Bundle
-from c2s_jax.sample import SamplingParams
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelExpressionEmbedder:
     """The model's cell embedding of expression rows: genes ranked by value, then embedded
-    by :class:`~c2s_jax.embeddings.CellEmbedder` (its name says which model)."""
+    by :class:`~c2s_jax.inference.embeddings.CellEmbedder` (its name says which model)."""
 
     embedder: CellEmbedder
     symbols: np.ndarray

@@ -41,11 +41,11 @@ from c2s_jax.evaluate.perturbation import (
     summary_table,
     train_mean_change,
 )
-from c2s_jax.gene_constraint import tables_for_tokenizer, tokens_for_genes
-from c2s_jax.generation import sentence_of
+from c2s_jax.inference.gene_constraint import tables_for_tokenizer, tokens_for_genes
+from c2s_jax.inference.generation import sentence_of
+from c2s_jax.inference.sampler import Sampler, SamplingParams, complete_texts
 from c2s_jax.model_bundle import Bundle
-from c2s_jax.sample import Sampler, SamplingParams, complete_texts
-from c2s_jax.train.state import ModelParts
+from c2s_jax.models.parts import ModelParts
 
 
 def _prompt(held: HeldOut, templates: Templates, cell: int, control: int, k: int, rng) -> str:

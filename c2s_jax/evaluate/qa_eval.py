@@ -32,10 +32,10 @@ from c2s_jax.evaluate.annotation_eval import answer_label, cell_fields, evaluate
 from c2s_jax.evaluate.confidence import accuracy_with_interval, reliability_notes
 from c2s_jax.evaluate.held_out import HeldOut
 from c2s_jax.evaluate.predictions import join_tables
+from c2s_jax.inference.sampler import Sampler, SamplingParams, complete_texts
+from c2s_jax.inference.scoring import Scorer, rank_candidates
 from c2s_jax.model_bundle import Bundle
-from c2s_jax.sample import Sampler, SamplingParams, complete_texts
-from c2s_jax.scoring import Scorer, rank_candidates
-from c2s_jax.train.state import ModelParts
+from c2s_jax.models.parts import ModelParts
 
 YES_NO = ("yes", "no")
 

@@ -30,7 +30,9 @@ from jax.sharding import Mesh
 
 from c2s_jax import parallel
 from c2s_jax.errors import InputError, NonFiniteLossError
+from c2s_jax.inference.sampler import PROMPT_BUCKET, Sampler, SamplingParams
 from c2s_jax.model_bundle import Bundle, export_bundle, load_bundle
+from c2s_jax.models.parts import ModelParts
 from c2s_jax.rl.objective import group_advantages
 from c2s_jax.rl.prompts import Prompt, PromptOrder, corpus_prompts
 from c2s_jax.rl.rewards import RewardSet, build_rewards
@@ -44,15 +46,8 @@ from c2s_jax.rl.step import (
 )
 from c2s_jax.run.checkpoints import Restored
 from c2s_jax.run.runner import Outcome, Schedule, run
-from c2s_jax.sample import PROMPT_BUCKET, Sampler, SamplingParams
 from c2s_jax.train.optimizer import optimizer_for
-from c2s_jax.train.state import (
-    ModelParts,
-    TrainState,
-    new_train_state,
-    state_shardings,
-    trainable_parts,
-)
+from c2s_jax.train.state import TrainState, new_train_state, state_shardings, trainable_parts
 
 # What each derived seed is for, so that rollouts and evaluations never share draws.
 ROLLOUT_SEED, EVAL_SEED = 0, 1

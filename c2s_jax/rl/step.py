@@ -22,9 +22,10 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from c2s_jax import parallel
+from c2s_jax.models.parts import ModelParts
 from c2s_jax.rl.objective import AGGREGATIONS, KL_ESTIMATORS, grpo_loss
 from c2s_jax.train.microbatch import accumulate
-from c2s_jax.train.state import ModelParts, TrainState
+from c2s_jax.train.state import TrainState
 
 ROW_KEYS = ("tokens", "targets", "positions", "segment_ids", "completion_mask")
 

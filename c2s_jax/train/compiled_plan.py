@@ -213,16 +213,12 @@ def lower_grpo_step(cfg: ml_collections.ConfigDict, mesh, model_cfg, prompt_toke
     `prompt_tokens` prompt tokens plus `config.sampling.max_new_tokens`, as GRPO pads them;
     a full-parameter policy's frozen reference copy and the sampler's weights are held
     beside it."""
+    from c2s_jax.inference.sampler import PROMPT_BUCKET
+    from c2s_jax.models.parts import param_shardings, with_shardings
     from c2s_jax.rl.grpo import settings_from_config
     from c2s_jax.rl.step import ROW_KEYS, batch_shardings, make_update_step
-    from c2s_jax.sample import PROMPT_BUCKET
     from c2s_jax.train.optimizer import optimizer_for
-    from c2s_jax.train.state import (
-        abstract_train_state,
-        param_shardings,
-        state_shardings,
-        with_shardings,
-    )
+    from c2s_jax.train.state import abstract_train_state, state_shardings
 
     rules = tuple(tuple(r) for r in cfg.rules)
     settings = settings_from_config(cfg)
@@ -272,7 +268,7 @@ def lower_decode(
     """The sampler's program for `rows` prompts of `prompt_tokens` tokens and up to
     `new_tokens` new ones; its model FLOPs are those of the prefill and one decoding step
     (the loop's trip count depends on when the rows end)."""
-    from c2s_jax.sample import Sampler, SamplingParams
+    from c2s_jax.inference.sampler import Sampler, SamplingParams
 
     sampler = Sampler(parts, params, eos_id=1, frozen=parts.frozen, mesh=mesh, rules=rules)
     lowered = sampler.lower(rows, prompt_tokens, SamplingParams(new_tokens))
@@ -513,13 +509,9 @@ def _abstract_policy(cfg, mesh, rules, model_cfg):
     """(parts, params) of the model a config samples from, as sharded abstract arrays."""
     from flax import nnx
 
+    from c2s_jax.models.parts import param_shardings, with_shardings
     from c2s_jax.models.registry import abstract_model
-    from c2s_jax.train.state import (
-        base_model,
-        param_shardings,
-        trainable_parts,
-        with_shardings,
-    )
+    from c2s_jax.train.state import base_model, trainable_parts
 
     if model_cfg is None:
         graphdef, base, model_cfg = base_model(cfg, mesh, abstract=True)

@@ -5,7 +5,6 @@ either every parameter (full fine-tuning) or only LoRA adapters, with the base w
 frozen and passed to the step as a separate, non-donated argument.
 """
 
-import dataclasses
 import functools
 from typing import Any
 
@@ -20,7 +19,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from c2s_jax import parallel
 from c2s_jax.errors import InputError
 from c2s_jax.models import build_model, get_config
-from c2s_jax.models.lora import LoRA, with_lora
+from c2s_jax.models.lora import LoRA
+from c2s_jax.models.parts import ModelParts, param_shardings, with_shardings
 from c2s_jax.models.registry import abstract_model
 
 
@@ -33,33 +33,6 @@ class TrainState:
     opt_state: Any
 
 
-@dataclasses.dataclass(frozen=True)
-class ModelParts:
-    """The static side of the model: graph definitions and, with LoRA, the frozen base.
-
-    Attributes:
-      graphdef: the model's graph.
-      config: the model config (Gemma2Config or PythiaConfig).
-      frozen: base parameters when only adapters train, else None.
-      lora_graphdef: the adapters' graph when training LoRA.
-    """
-
-    graphdef: Any
-    config: Any
-    frozen: Any = None
-    lora_graphdef: Any = None
-
-    def model(self, params, frozen=None):
-        """The callable model for trainable `params` (and the frozen base under LoRA)."""
-        if self.lora_graphdef is None:
-            return nnx.merge(self.graphdef, params)
-        # nnx only lets a transform (the layer scan) use Variables made at its own trace
-        # level; the frozen base enters from an outer one (it is not differentiated), so
-        # its containers are rebuilt here, at the level of the caller.
-        base = nnx.merge(self.graphdef, jax.tree.map(lambda x: x, frozen))
-        return with_lora(base, nnx.merge(self.lora_graphdef, params))
-
-
 def model_config(cfg: ml_collections.ConfigDict):
     """The model config named by `config.model.name` with `config.model.overrides`."""
     overrides = dict(cfg.model.get("overrides", {}))
@@ -69,20 +42,6 @@ def model_config(cfg: ml_collections.ConfigDict):
         raise InputError(f"config.model.name: {err.args[0]}") from None
     except TypeError as err:
         raise InputError(f"config.model.overrides: {err}") from None
-
-
-def param_shardings(params, mesh: Mesh, rules: parallel.Rules) -> Any:
-    """NamedShardings of a parameter tree (concrete or abstract) from the logical axes its
-    Variables carry."""
-    return parallel.tree_shardings(nnx.get_partition_spec(params), params, mesh, rules)
-
-
-def with_shardings(tree, shardings) -> Any:
-    """ShapeDtypeStructs of `tree`'s leaves carrying `shardings`: what `jit(...).lower`
-    takes to compile for arrays that are never allocated."""
-    return jax.tree.map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), tree, shardings
-    )
 
 
 def state_shardings(

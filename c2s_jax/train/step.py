@@ -16,9 +16,10 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from c2s_jax import parallel
 from c2s_jax.data.packing import BATCH_KEYS
+from c2s_jax.models.parts import ModelParts
 from c2s_jax.train.loss import masked_loss
 from c2s_jax.train.microbatch import accumulate
-from c2s_jax.train.state import ModelParts, TrainState
+from c2s_jax.train.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,7 +29,7 @@ add axis("mixture", points={"annotation": {"data.corpus_dir": "corpus_a"}, ...})
 
 import ml_collections
 
-from c2s_jax.sweeps.spec import axis, gemma2_size
+from c2s_jax.scaling.spec import axis, gemma2_size
 
 
 def _gemma2(d_model, num_layers, num_heads, num_kv_heads, head_dim, mlp_dim):

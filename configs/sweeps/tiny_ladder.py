@@ -18,7 +18,7 @@ while xl, with the same learning rate of 3e-3, is still mid-way through learning
 
 import ml_collections
 
-from c2s_jax.sweeps.spec import axis, gemma2_size
+from c2s_jax.scaling.spec import axis, gemma2_size
 
 
 def _gemma2(d_model, num_layers, num_heads, num_kv_heads, head_dim, mlp_dim):

@@ -14,9 +14,9 @@ import pytest
 
 from c2s_jax.cli import main
 from c2s_jax.data.records import data_source
-from c2s_jax.generation import generate_cells
+from c2s_jax.inference.generation import generate_cells
+from c2s_jax.inference.sampler import SamplingParams
 from c2s_jax.model_bundle import load_bundle
-from c2s_jax.sample import SamplingParams
 from tests.data.corpus_helpers import neox_corpus, pbmc_corpus
 from tests.trained_model import neox_pythia_run, pbmc_workdir
 

@@ -53,10 +53,10 @@ def test_grpo_completion_texts_drop_ids_past_a_bpe_vocabulary(tmp_path):
 
 
 def test_a_pythia_trained_on_it_exports_generates_and_scores_with_its_tokenizer_json():
-    from c2s_jax.generation import generate_cells
+    from c2s_jax.inference.generation import generate_cells
+    from c2s_jax.inference.sampler import SamplingParams
+    from c2s_jax.inference.scoring import Scorer, score_texts
     from c2s_jax.model_bundle import load_bundle, newest_export
-    from c2s_jax.sample import SamplingParams
-    from c2s_jax.scoring import Scorer, score_texts
 
     run = neox_pythia_run()
     assert (newest_export(run) / "tokenizer.json").exists()

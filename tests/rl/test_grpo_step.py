@@ -9,6 +9,7 @@ from flax import nnx
 
 from c2s_jax import parallel
 from c2s_jax.models import build_model, get_config
+from c2s_jax.models.parts import ModelParts
 from c2s_jax.rl.objective import grpo_loss
 from c2s_jax.rl.step import (
     ObjectiveConfig,
@@ -18,7 +19,7 @@ from c2s_jax.rl.step import (
     rollout_batch,
     sequence_logprobs,
 )
-from c2s_jax.train.state import ModelParts, TrainState
+from c2s_jax.train.state import TrainState
 
 EOS = 1
 V, L = 32, 12

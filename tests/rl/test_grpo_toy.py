@@ -7,14 +7,14 @@ import optax
 from flax import nnx
 
 from c2s_jax import parallel
+from c2s_jax.inference.sampler import SamplingParams
 from c2s_jax.models import build_model, get_config
 from c2s_jax.models.lora import LoRA
+from c2s_jax.models.parts import ModelParts
 from c2s_jax.rl.grpo import GRPO, Settings
 from c2s_jax.rl.prompts import Prompt
 from c2s_jax.rl.rewards import RewardSet, RewardTarget
 from c2s_jax.rl.step import ObjectiveConfig
-from c2s_jax.sample import SamplingParams
-from c2s_jax.train.state import ModelParts
 
 V, NEW, GROUP = 16, 8, 8
 TARGET = "7"

@@ -32,11 +32,11 @@ LOADER_BATCHES = 60
 
 def build_throughput(spec, work: Path) -> tuple[float, float, int, int]:
     """(cells/s, examples/s, examples, cells) of writing records from loaded datasets."""
-    from c2s_jax.data.corpus_cells import load_dataset
-    from c2s_jax.data.prompts.formatter import Templates
-    from c2s_jax.data.records import CorpusWriter, n_parts
-    from c2s_jax.data.tasks import ExampleFactory
-    from c2s_jax.data.tokenizer import ExampleEncoder, Tokenizer
+    from c2s_jax.corpus.cells import load_dataset
+    from c2s_jax.corpus.prompts.formatter import Templates
+    from c2s_jax.corpus.records import CorpusWriter, n_parts
+    from c2s_jax.corpus.tasks import ExampleFactory
+    from c2s_jax.corpus.tokenizer import ExampleEncoder, Tokenizer
 
     datasets = [
         load_dataset(d, spec.split, spec.seed, spec.spatial_neighbors) for d in spec.datasets
@@ -61,7 +61,7 @@ def build_throughput(spec, work: Path) -> tuple[float, float, int, int]:
 
 def loader_throughput(corpus: Path, workers: int) -> tuple[float, float]:
     """(tokens/s, non-pad share) of packed batches, median over 3 runs."""
-    from c2s_jax.data.pipeline import LoaderOptions, host_batches
+    from c2s_jax.train.pipeline import LoaderOptions, host_batches
 
     options = LoaderOptions(batch_size=BATCH, seq_len=SEQ_LEN, seed=0, worker_count=workers)
     rates, non_pad = [], []
@@ -81,12 +81,12 @@ def loader_throughput(corpus: Path, workers: int) -> tuple[float, float]:
 
 def main() -> None:
     from c2s_jax.config_loading import load_config
-    from c2s_jax.data.corpus_cells import load_dataset
-    from c2s_jax.data.corpus_config import corpus_spec
-    from c2s_jax.data.prompts.formatter import Templates
-    from c2s_jax.data.records import build_corpus, corpus_texts, gene_symbols
-    from c2s_jax.data.tasks import ExampleFactory
-    from c2s_jax.data.tokenizer import Tokenizer, token_efficiency, train_tokenizer
+    from c2s_jax.corpus.cells import load_dataset
+    from c2s_jax.corpus.config import corpus_spec
+    from c2s_jax.corpus.prompts.formatter import Templates
+    from c2s_jax.corpus.records import build_corpus, corpus_texts, gene_symbols
+    from c2s_jax.corpus.tasks import ExampleFactory
+    from c2s_jax.corpus.tokenizer import Tokenizer, token_efficiency, train_tokenizer
 
     load_before = os.getloadavg()[0]
     overrides = [f"examples={{'train':{TRAIN_EXAMPLES},'validation':500,'test':500}}"]

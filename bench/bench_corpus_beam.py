@@ -34,14 +34,14 @@ def worker(mode: str, path: str, out: str) -> None:
     warnings.simplefilter("ignore")
     import tensorflow_datasets as tfds
 
-    from c2s_jax.data.records import build_corpus
+    from c2s_jax.corpus.records import build_corpus
 
     tfds.disable_progress_bar()
     spec = scale.make_spec(path)
     config = dict(spec.config, examples=EXAMPLES, examples_per_part=sum(EXAMPLES.values()))
     import ml_collections
 
-    from c2s_jax.data.corpus_config import corpus_spec
+    from c2s_jax.corpus.config import corpus_spec
 
     spec = corpus_spec(ml_collections.ConfigDict(config))
     shutil.rmtree(out, ignore_errors=True)

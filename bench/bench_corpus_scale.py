@@ -1,6 +1,6 @@
 """Corpus build at 100,000 and 1,000,000 cells: the streamed build against the in-memory one.
 
-`c2s corpus build` streams (`c2s_jax.data.records.build_corpus`): one counting pass over
+`c2s corpus build` streams (`c2s_jax.corpus.records.build_corpus`): one counting pass over
 the cells, examples drawn from obs and sentence lengths, and each corpus part (and the
 tokenizer sample) reads the ranked genes of only the cells it uses. The peer is the old
 in-memory path: `load_dataset(..., all_genes=True)` ranks every cell and holds all genes,
@@ -208,7 +208,7 @@ def prepare(data_dir: Path, label: str, seed: int) -> dict:
 
 def make_spec(path: str):
     from c2s_jax.config_loading import load_config
-    from c2s_jax.data.corpus_config import corpus_spec
+    from c2s_jax.corpus.config import corpus_spec
 
     config = load_config(CONFIG)
     config.datasets = [
@@ -236,7 +236,7 @@ def worker(mode: str, path: str, out: str) -> None:
     warnings.simplefilter("ignore")
     import tensorflow_datasets as tfds
 
-    from c2s_jax.data.records import build_corpus
+    from c2s_jax.corpus.records import build_corpus
 
     tfds.disable_progress_bar()
     spec = make_spec(path)
@@ -264,11 +264,11 @@ def worker(mode: str, path: str, out: str) -> None:
 
 def build_in_memory(spec, out: Path) -> dict:
     """The old path: every cell ranked and held, then the same tokenizer and parts."""
-    from c2s_jax.data import records
-    from c2s_jax.data.corpus_cells import load_dataset
-    from c2s_jax.data.prompts.formatter import Templates
-    from c2s_jax.data.tasks import ExampleFactory
-    from c2s_jax.data.tokenizer import ExampleEncoder, Tokenizer, train_tokenizer
+    from c2s_jax.corpus import records
+    from c2s_jax.corpus.cells import load_dataset
+    from c2s_jax.corpus.prompts.formatter import Templates
+    from c2s_jax.corpus.tasks import ExampleFactory
+    from c2s_jax.corpus.tokenizer import ExampleEncoder, Tokenizer, train_tokenizer
 
     datasets = [
         load_dataset(d, spec.split, spec.seed, spec.spatial_neighbors, True, spec.chunk_size)

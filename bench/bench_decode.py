@@ -77,7 +77,7 @@ def worker_ours(family: str, ckpt_dir: str, calls: int) -> dict:
     import numpy as np
     from flax import nnx
 
-    from c2s_jax.convert import load_hf
+    from c2s_jax.checkpoints import load_hf
     from c2s_jax.inference.sampler import Sampler, SamplingParams
     from c2s_jax.models.parts import ModelParts
 

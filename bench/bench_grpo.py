@@ -48,10 +48,10 @@ TASKS = (
 def base_model(steps: int, seed: int) -> Path:
     """The workdir of the supervised base model of one training seed (built once, then
     reused)."""
+    from c2s_jax.checkpoints.bundle import newest_export
     from c2s_jax.config_loading import load_config
-    from c2s_jax.data.corpus_config import corpus_spec
-    from c2s_jax.data.records import build_corpus
-    from c2s_jax.model_bundle import newest_export
+    from c2s_jax.corpus.config import corpus_spec
+    from c2s_jax.corpus.records import build_corpus
     from c2s_jax.train.loop import train
 
     corpus, workdir = OUT / "corpus", OUT / f"base_{steps}_seed{seed}"

@@ -1,7 +1,7 @@
 """Our streaming readers against the libraries' readers on the same files: time and peak
 memory of `c2s sentences` on each input format.
 
-Ours streams every format in blocks of cells (`c2s_jax.data.readers`). The peers read the
+Ours streams every format in blocks of cells (`c2s_jax.sentences.readers`). The peers read the
 whole matrix into memory with the library a scanpy user would call (scanpy's
 `read_10x_h5` / `read_10x_mtx`, anndata's `read_h5ad`), then run the same in-memory
 sentence code, so the difference is the reading. A loom file has no peer here:
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sentences import synthetic_counts
 from report import update_section
 
-from tests.data.format_writers import write_10x_h5_v3, write_loom, write_mtx
+from tests.support.format_writers import write_10x_h5_v3, write_loom, write_mtx
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(__file__).resolve().parent / "out" / "readers"
@@ -45,13 +45,13 @@ def one_run(path: Path, peer: str | None) -> dict:
     the peer's reader first. Returns seconds and peak RSS (MiB)."""
     if peer is None:
         work = (
-            "from c2s_jax.data.sentence_files import write_sentences\n"
+            "from c2s_jax.sentences.sentence_files import write_sentences\n"
             f"write_sentences([{str(path)!r}], {str(OUT / 'out.parquet')!r}, progress=False)\n"
         )
     else:
         work = (
             PEER_READ[peer].replace("PATH", repr(str(path)))
-            + "\nfrom c2s_jax.data.sentence_files import write_sentences\n"
+            + "\nfrom c2s_jax.sentences.sentence_files import write_sentences\n"
             f"write_sentences([adata], {str(OUT / 'out.parquet')!r}, progress=False)\n"
         )
     code = (

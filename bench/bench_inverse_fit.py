@@ -25,8 +25,8 @@ from report import median_seconds, update_section
 def main() -> None:
     from cell2sentence.utils import get_benchmark_df, sort_transcript_counts
 
-    from c2s_jax.data.cell_sentences import cell_sentences
-    from c2s_jax.data.embedded import pbmc68k_counts
+    from c2s_jax.sentences.cell_sentences import cell_sentences
+    from c2s_jax.sentences.embedded import pbmc68k_counts
 
     counts = pbmc68k_counts()
     normalized = counts.copy()

@@ -61,8 +61,8 @@ FLOORS = {"mmd": "mmd_floor", "scfid": "scfid_floor"}
 def corpus(train_examples: int) -> Path:
     """The shrunk Kang corpus (built once per size, then reused)."""
     from c2s_jax.config_loading import load_config
-    from c2s_jax.data.corpus_config import corpus_spec
-    from c2s_jax.data.records import build_corpus
+    from c2s_jax.corpus.config import corpus_spec
+    from c2s_jax.corpus.records import build_corpus
 
     out = OUT / f"corpus_{train_examples}"
     if (out / "corpus.json").exists():

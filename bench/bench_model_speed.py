@@ -116,7 +116,7 @@ def worker_ours(family: str, ckpt_dir: str, steps: int, scan_layers: bool) -> di
     import optax
     from flax import nnx
 
-    from c2s_jax.convert import load_hf
+    from c2s_jax.checkpoints import load_hf
 
     model, _ = load_hf(ckpt_dir, compute_dtype="float32", scan_layers=scan_layers)
     graphdef, params = nnx.split(model)

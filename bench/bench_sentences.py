@@ -51,8 +51,8 @@ def run_ours_once(h5ad: Path, chunk_size: int, compression: str = "zstd") -> dic
     """One `c2s sentences` run in a fresh interpreter: seconds, cells and peak RSS."""
     code = (
         "import json,time\n"
-        "from c2s_jax.data.cell_sentences import SentenceOptions\n"
-        "from c2s_jax.data.sentence_files import write_sentences\n"
+        "from c2s_jax.sentences.cell_sentences import SentenceOptions\n"
+        "from c2s_jax.sentences.sentence_files import write_sentences\n"
         "t=time.perf_counter()\n"
         f"s=write_sentences([{str(h5ad)!r}], {str(OUT / 'bench.parquet')!r},"
         f" SentenceOptions(chunk_size={chunk_size}), progress=False,"
@@ -79,7 +79,7 @@ def ours(h5ad: Path, repeats: int, compression: str = "zstd", chunk_size: int = 
 def ours_in_memory(counts: anndata.AnnData, repeats: int) -> dict:
     """The Python API on an in-memory AnnData, down to a list of sentence strings: the same
     work the reference does (plus the inverse fit), without reading or writing files."""
-    from c2s_jax.data.cell_sentences import cell_sentences
+    from c2s_jax.sentences.cell_sentences import cell_sentences
 
     def run():
         cell_sentences(counts).sentences()
@@ -112,7 +112,7 @@ def main() -> None:
     args = parser.parse_args()
     OUT.mkdir(exist_ok=True)
 
-    from c2s_jax.data.embedded import pbmc68k_counts
+    from c2s_jax.sentences.embedded import pbmc68k_counts
 
     inputs = {
         f"synthetic {args.cells:,} x 20,000, ~2,000 genes/cell": synthetic_counts(

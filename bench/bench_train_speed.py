@@ -57,7 +57,7 @@ def worker_ours(family: str, ckpt_dir: str, steps: int) -> dict:
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     from c2s_jax import parallel
-    from c2s_jax.convert import load_hf
+    from c2s_jax.checkpoints import load_hf
     from c2s_jax.models.parts import ModelParts
     from c2s_jax.train.data import to_global
     from c2s_jax.train.state import TrainState

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 
 from c2s_jax import commands
 from c2s_jax.failures import describe
-from c2s_jax.local_cache import enable_compilation_cache
+from c2s_jax.storage.cache import enable_compilation_cache
 
 DEBUG_ENV = "C2S_DEBUG"
 

@@ -12,17 +12,17 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
-from c2s_jax.atomic_write import atomic_path
 from c2s_jax.config_loading import load_config
-from c2s_jax.data.cell_sentences import SentenceOptions
-from c2s_jax.data.corpus_config import corpus_spec
-from c2s_jax.data.embedded import pbmc68k_counts
-from c2s_jax.data.inverse import InverseFit, reconstruct
-from c2s_jax.data.normalization import log1p10_normalize
-from c2s_jax.data.records import build_corpus
-from c2s_jax.data.sentence_files import read_sentences, write_sentences
+from c2s_jax.corpus.config import corpus_spec
+from c2s_jax.corpus.records import build_corpus
 from c2s_jax.evaluate.run import run_evaluation, summary_lines
 from c2s_jax.plots import plot_inverse_fit
+from c2s_jax.sentences.cell_sentences import SentenceOptions
+from c2s_jax.sentences.embedded import pbmc68k_counts
+from c2s_jax.sentences.inverse import InverseFit, reconstruct
+from c2s_jax.sentences.normalization import log1p10_normalize
+from c2s_jax.sentences.sentence_files import read_sentences, write_sentences
+from c2s_jax.storage.atomic import atomic_path
 from c2s_jax.train.loop import train
 
 OBS_KEYS = ("cell_type", "tissue", "organism")

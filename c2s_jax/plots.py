@@ -9,8 +9,8 @@ matplotlib.use("Agg")  # no display on TPU VMs or CI
 import matplotlib.pyplot as plt
 import numpy as np
 
-from c2s_jax.atomic_write import atomic_path
-from c2s_jax.data.inverse import InverseFit
+from c2s_jax.sentences.inverse import InverseFit
+from c2s_jax.storage.atomic import atomic_path
 
 
 def plot_inverse_fit(cells: Sequence[np.ndarray], fit: InverseFit, path: str | os.PathLike) -> None:

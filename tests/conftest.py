@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from etils import epath
 from fsspec.implementations.local import LocalFileSystem
 
-from c2s_jax.data.embedded import pbmc68k_counts
+from c2s_jax.sentences.embedded import pbmc68k_counts
 
 # The suite compiles hundreds of small programs whose run time is negligible; LLVM's
 # optimization of the generated code (not XLA's own graph passes) was a fifth of the
@@ -29,7 +29,7 @@ SUITE_XLA_FLAGS = "--xla_backend_optimization_level=0"
 
 def pytest_configure(config):
     """Sets the suite's XLA flags before any test starts XLA; the subprocesses that tests
-    start inherit them (see tests/virtual_devices.py). Tests run on the CPU: with the TPU
+    start inherit them (see tests/support/virtual_devices.py). Tests run on the CPU: with the TPU
     compiler (libtpu) installed, JAX would first try to start a TPU that is not there;
     compiling for a TPU topology works all the same. The suite runs in parallel worker
     processes (pytest-xdist, `-n` in pyproject.toml), and libtpu admits one process at a

@@ -10,7 +10,7 @@ import pytest
 
 from c2s_jax.cli import main
 from tests.conftest import make_counts
-from tests.trained_model import pbmc_workdir
+from tests.support.trained_model import pbmc_workdir
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_TRAIN = str(ROOT / "configs" / "train" / "gemma2_tiny_synthetic.py")
@@ -49,7 +49,7 @@ def _inputs(root: Path) -> Inputs:
 
 def _damaged_bundle(root: Path, damage: str) -> str:
     """A copy of the trained model's export with `damage` done to its weights."""
-    from c2s_jax.model_bundle import newest_export
+    from c2s_jax.checkpoints.bundle import newest_export
 
     copy = root / f"bundle_{damage}"
     if not copy.exists():

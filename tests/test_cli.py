@@ -8,7 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from c2s_jax.cli import main
-from c2s_jax.data.cell_sentences import cell_sentences
+from c2s_jax.sentences.cell_sentences import cell_sentences
 
 
 @pytest.fixture

@@ -6,12 +6,12 @@ import anndata
 import numpy as np
 import pytest
 
+from c2s_jax.checkpoints.bundle import load_bundle
 from c2s_jax.cli import main
-from c2s_jax.data.cell_sentences import cell_sentences
-from c2s_jax.data.expression_source import read_anndata
 from c2s_jax.inference.embeddings import CellEmbedder
-from c2s_jax.model_bundle import load_bundle
-from tests.trained_model import pbmc_workdir
+from c2s_jax.sentences.cell_sentences import cell_sentences
+from c2s_jax.sentences.expression_source import read_anndata
+from tests.support.trained_model import pbmc_workdir
 
 
 def test_generate_writes_valid_unrepeated_cells_with_requests(tmp_path, capsys):

@@ -46,10 +46,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    from c2s_jax.atomic_write import check_output_file
-    from c2s_jax.data.expression_source import read_anndata
+    from c2s_jax.checkpoints.bundle import load_bundle
     from c2s_jax.inference.annotate import AnnotationOptions, annotate_cells, write_annotations
-    from c2s_jax.model_bundle import load_bundle
+    from c2s_jax.sentences.expression_source import read_anndata
+    from c2s_jax.storage.atomic import check_output_file
 
     if not args.out.endswith(".h5ad"):
         raise InputError(f"--out {args.out}: must be an .h5ad file")

@@ -67,11 +67,11 @@ def _add_direction(
 def _run_hf2flax(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from c2s_jax.convert import load_hf, save_flax
-    from c2s_jax.convert.atomic_dir import check_new_directory
-    from c2s_jax.convert.hf_tokenizer import checkpoint_tokenizer
-    from c2s_jax.convert.safetensors_io import CheckpointReader
-    from c2s_jax.model_bundle import export_bundle
+    from c2s_jax.checkpoints import load_hf, save_flax
+    from c2s_jax.checkpoints.bundle import export_bundle
+    from c2s_jax.checkpoints.hf_tokenizer import checkpoint_tokenizer
+    from c2s_jax.checkpoints.safetensors_io import CheckpointReader
+    from c2s_jax.storage.atomic import check_new_directory
 
     check_new_directory(args.target)  # before the (long) load, not after
     try:
@@ -91,10 +91,10 @@ def _run_hf2flax(args: argparse.Namespace) -> None:
 def _run_flax2hf(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from c2s_jax.convert import export_hf, load_flax
-    from c2s_jax.convert.atomic_dir import check_new_directory
-    from c2s_jax.convert.orbax_io import CONFIG_FILE
-    from c2s_jax.model_bundle import BUNDLE_FILE
+    from c2s_jax.checkpoints import export_hf, load_flax
+    from c2s_jax.checkpoints.bundle import BUNDLE_FILE
+    from c2s_jax.checkpoints.orbax_io import CONFIG_FILE
+    from c2s_jax.storage.atomic import check_new_directory
 
     check_new_directory(args.target)
     source = Path(args.source)
@@ -110,8 +110,8 @@ def _run_flax2hf(args: argparse.Namespace) -> None:
             raise InputError(f"{err}; CKPT_DIR must come from `c2s convert hf2flax`") from None
         out = export_hf(model, args.target, dtype=args.dtype)
     else:  # a bundle or a training workdir: the tokenizer and corpus facts travel too
-        from c2s_jax.convert.model_card import model_card
-        from c2s_jax.model_bundle import load_bundle
+        from c2s_jax.checkpoints.bundle import load_bundle
+        from c2s_jax.checkpoints.model_card import model_card
 
         bundle = load_bundle(args.source)
         cfg = bundle.config

@@ -41,8 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run_build(args: argparse.Namespace) -> None:
     from c2s_jax.config_loading import load_config
-    from c2s_jax.data.corpus_config import corpus_spec
-    from c2s_jax.data.records import build_corpus
+    from c2s_jax.corpus.config import corpus_spec
+    from c2s_jax.corpus.records import build_corpus
 
     spec = corpus_spec(load_config(args.config, args.overrides))
     began = time.perf_counter()

@@ -41,11 +41,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _run(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from c2s_jax.atomic_write import atomic_path, check_output_file
-    from c2s_jax.data.cell_sentences import cell_sentences
-    from c2s_jax.data.expression_source import read_anndata
+    from c2s_jax.checkpoints.bundle import load_bundle
     from c2s_jax.inference.embeddings import CellEmbedder
-    from c2s_jax.model_bundle import load_bundle
+    from c2s_jax.sentences.cell_sentences import cell_sentences
+    from c2s_jax.sentences.expression_source import read_anndata
+    from c2s_jax.storage.atomic import atomic_path, check_output_file
 
     check_output_file(args.output)
     if args.plot:

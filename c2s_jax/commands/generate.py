@@ -87,16 +87,16 @@ def _requests(args: argparse.Namespace) -> list[str]:
     if args.num_genes < 1:
         raise InputError(f"--num-genes must be >= 1, got {args.num_genes}")
     if args.out_h5ad:
-        from c2s_jax.atomic_write import check_output_file
+        from c2s_jax.storage.atomic import check_output_file
 
         check_output_file(args.out_h5ad, "--out-h5ad")
     return requests
 
 
 def _run(args: argparse.Namespace) -> None:
+    from c2s_jax.checkpoints.bundle import load_bundle
     from c2s_jax.inference.generation import cells_to_anndata, generate_cells
     from c2s_jax.inference.sampler import SamplingParams
-    from c2s_jax.model_bundle import load_bundle
 
     requests = _requests(args)
     bundle = load_bundle(
@@ -142,7 +142,7 @@ def _run(args: argparse.Namespace) -> None:
         else:
             print(f"[{request}] {completion.text if args.raw else sentence}")
     if args.out_h5ad:
-        from c2s_jax.atomic_write import atomic_path
+        from c2s_jax.storage.atomic import atomic_path
 
         adata = cells_to_anndata(cells, bundle)
         with atomic_path(Path(args.out_h5ad)) as tmp:

@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run_plan(args: argparse.Namespace) -> int:
     from c2s_jax.config_loading import load_config
-    from c2s_jax.train.compiled_plan import plan_compiled
+    from c2s_jax.plan.compiled import plan_compiled
 
     cfg = load_config(args.config, args.overrides)
 
@@ -91,7 +91,7 @@ def _run_plan(args: argparse.Namespace) -> int:
     slices = args.slices or cfg.get("dcn_data", 1)
     model_cfg = None
     if is_grpo:
-        from c2s_jax.model_bundle import bundle_model_config
+        from c2s_jax.checkpoints.bundle import bundle_model_config
 
         if not cfg.init_from:
             raise InputError("config.init_from is empty: name the bundle whose model to plan for")

@@ -67,8 +67,8 @@ def _requests(args: argparse.Namespace) -> list[dict]:
 
 
 def _run(args: argparse.Namespace) -> None:
+    from c2s_jax.checkpoints.bundle import load_bundle
     from c2s_jax.inference.scoring import Scorer, rank_candidates, score_texts
-    from c2s_jax.model_bundle import load_bundle
 
     requests = _requests(args)
     bundle = load_bundle(args.checkpoint)

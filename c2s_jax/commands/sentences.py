@@ -73,9 +73,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_sentences(args: argparse.Namespace) -> None:
-    from c2s_jax.data.cell_sentences import SentenceOptions
-    from c2s_jax.data.gene_symbols import DUPLICATE_POLICIES
-    from c2s_jax.data.sentence_files import COMPRESSIONS, write_sentences
+    from c2s_jax.sentences.cell_sentences import SentenceOptions
+    from c2s_jax.sentences.gene_symbols import DUPLICATE_POLICIES
+    from c2s_jax.sentences.sentence_files import COMPRESSIONS, write_sentences
 
     if len(args.paths) < 2:
         raise InputError("give at least one input (.h5ad, .zarr, 10x, .loom), then OUTPUT.parquet")

@@ -28,12 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run_train(args: argparse.Namespace) -> None:
     from c2s_jax.config_loading import load_config
-    from c2s_jax.data.corpus_cells import load_dataset
-    from c2s_jax.data.corpus_config import corpus_spec
-    from c2s_jax.data.prompts.formatter import Templates
-    from c2s_jax.data.records import corpus_texts, gene_symbols
-    from c2s_jax.data.tasks import ExampleFactory
-    from c2s_jax.data.tokenizer import Tokenizer, token_efficiency, train_tokenizer
+    from c2s_jax.corpus.cells import load_dataset
+    from c2s_jax.corpus.config import corpus_spec
+    from c2s_jax.corpus.prompts.formatter import Templates
+    from c2s_jax.corpus.records import corpus_texts, gene_symbols
+    from c2s_jax.corpus.tasks import ExampleFactory
+    from c2s_jax.corpus.tokenizer import Tokenizer, token_efficiency, train_tokenizer
 
     spec = corpus_spec(load_config(args.config, args.overrides))
     datasets = [

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import scipy.sparse as sp
 
-from c2s_jax.data.normalization import log1p10_normalize, looks_like_counts
 from c2s_jax.errors import InputError
+from c2s_jax.sentences.normalization import log1p10_normalize, looks_like_counts
 
 TARGET_SUM = 1e4
 

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 from flax import nnx
 
-from c2s_jax.data.prompts.formatter import GeneRun, Templates
+from c2s_jax.checkpoints.bundle import Bundle
+from c2s_jax.corpus.prompts.formatter import GeneRun, Templates
 from c2s_jax.evaluate.annotation import (
     correct_answers,
     knn_baseline,
@@ -29,7 +30,6 @@ from c2s_jax.evaluate.held_out import HeldOut
 from c2s_jax.evaluate.predictions import join_tables
 from c2s_jax.inference.sampler import Sampler, SamplingParams, complete_texts
 from c2s_jax.inference.scoring import Scorer, rank_candidates
-from c2s_jax.model_bundle import Bundle
 from c2s_jax.models.parts import ModelParts
 
 # The task's template name and the field it answers.

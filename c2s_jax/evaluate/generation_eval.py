@@ -17,6 +17,7 @@ import ml_collections
 import numpy as np
 import scipy.sparse as sp
 
+from c2s_jax.checkpoints.bundle import Bundle
 from c2s_jax.evaluate.distribution import (
     knn_label_accuracy,
     mean_expression_correlation,
@@ -31,7 +32,6 @@ from c2s_jax.inference.embeddings import CellEmbedder
 from c2s_jax.inference.generation import generate_cells
 from c2s_jax.inference.requests import CellRequest
 from c2s_jax.inference.sampler import SamplingParams
-from c2s_jax.model_bundle import Bundle
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,14 +14,14 @@ import ml_collections
 import numpy as np
 import scipy.sparse as sp
 
-from c2s_jax.data.corpus_cells import DatasetCells, load_dataset, open_dataset
-from c2s_jax.data.corpus_config import corpus_spec
-from c2s_jax.data.gene_symbols import gene_symbols
-from c2s_jax.data.inverse import InverseFit, reconstruct
-from c2s_jax.data.sentence_table import is_sentence_table
-from c2s_jax.data.splits import SPLIT_IDS
+from c2s_jax.checkpoints.bundle import Bundle
+from c2s_jax.corpus.cells import DatasetCells, load_dataset, open_dataset
+from c2s_jax.corpus.config import corpus_spec
+from c2s_jax.corpus.splits import SPLIT_IDS
 from c2s_jax.errors import InputError
-from c2s_jax.model_bundle import Bundle
+from c2s_jax.sentences.gene_symbols import gene_symbols
+from c2s_jax.sentences.inverse import InverseFit, reconstruct
+from c2s_jax.sentences.sentence_table import is_sentence_table
 
 
 @dataclasses.dataclass

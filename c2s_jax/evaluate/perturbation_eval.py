@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 from flax import nnx
 
-from c2s_jax.data.prompts.formatter import GeneRun, Templates
+from c2s_jax.checkpoints.bundle import Bundle
+from c2s_jax.corpus.prompts.formatter import GeneRun, Templates
 from c2s_jax.evaluate.distribution import median_pairwise_distance
 from c2s_jax.evaluate.embedders import pca_embedder
 from c2s_jax.evaluate.held_out import HeldOut
@@ -44,7 +45,6 @@ from c2s_jax.evaluate.perturbation import (
 from c2s_jax.inference.gene_constraint import tables_for_tokenizer, tokens_for_genes
 from c2s_jax.inference.generation import sentence_of
 from c2s_jax.inference.sampler import Sampler, SamplingParams, complete_texts
-from c2s_jax.model_bundle import Bundle
 from c2s_jax.models.parts import ModelParts
 
 

@@ -17,12 +17,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from c2s_jax.atomic_write import atomic_path
-from c2s_jax.data.normalization import looks_like_counts
-from c2s_jax.data.splits import SPLIT_IDS
+from c2s_jax.corpus.splits import SPLIT_IDS
 from c2s_jax.evaluate.annotation import TARGET_SUM, log_normalized
 from c2s_jax.evaluate.embedders import pca_embedder
 from c2s_jax.evaluate.held_out import HeldOut
+from c2s_jax.sentences.normalization import looks_like_counts
+from c2s_jax.storage.atomic import atomic_path
 
 PCA_COMPONENTS = 50
 

@@ -1,7 +1,7 @@
 """Question answering on held-out cells, per question kind, beside chance.
 
 Each evaluated cell is asked one question of every kind the corpus asks
-(:data:`c2s_jax.data.tasks.QA_KINDS`), built the way the corpus builds them: the same
+(:data:`c2s_jax.corpus.tasks.QA_KINDS`), built the way the corpus builds them: the same
 templates, the corpus's number of options, the same rule for the right answer.
 
 - most_expressed: ``qa_options`` genes of the cell's top-K sentence; the answer is the
@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 from flax import nnx
 
-from c2s_jax.data.corpus_config import corpus_spec
-from c2s_jax.data.prompts.formatter import Templates
-from c2s_jax.data.tasks import QA_KINDS
+from c2s_jax.checkpoints.bundle import Bundle
+from c2s_jax.corpus.config import corpus_spec
+from c2s_jax.corpus.prompts.formatter import Templates
+from c2s_jax.corpus.tasks import QA_KINDS
 from c2s_jax.evaluate.annotation import correct_answers
 from c2s_jax.evaluate.annotation_eval import answer_label, cell_fields, evaluated_cells
 from c2s_jax.evaluate.confidence import accuracy_with_interval, reliability_notes
@@ -34,7 +35,6 @@ from c2s_jax.evaluate.held_out import HeldOut
 from c2s_jax.evaluate.predictions import join_tables
 from c2s_jax.inference.sampler import Sampler, SamplingParams, complete_texts
 from c2s_jax.inference.scoring import Scorer, rank_candidates
-from c2s_jax.model_bundle import Bundle
 from c2s_jax.models.parts import ModelParts
 
 YES_NO = ("yes", "no")

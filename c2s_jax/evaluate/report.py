@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from c2s_jax.atomic_write import atomic_path, write_text_atomic
 from c2s_jax.evaluate.confidence import TRIVIAL_NOTE
 from c2s_jax.evaluate.perturbation_eval import per_pair_markdown
 from c2s_jax.plots import plt
+from c2s_jax.storage.atomic import atomic_path, write_text_atomic
 
 
 def _fmt(value) -> str:

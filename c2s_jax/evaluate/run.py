@@ -8,6 +8,7 @@ from pathlib import Path
 
 import ml_collections
 
+from c2s_jax.checkpoints.bundle import load_bundle
 from c2s_jax.evaluate.annotation_eval import METHOD_SUFFIXES, evaluate_annotation
 from c2s_jax.evaluate.confidence import headline
 from c2s_jax.evaluate.generation_eval import evaluate_generation
@@ -16,7 +17,6 @@ from c2s_jax.evaluate.perturbation_eval import evaluate_perturbation
 from c2s_jax.evaluate.predictions import join_tables, predictions_adata, write_predictions
 from c2s_jax.evaluate.qa_eval import corpus_qa, evaluate_question_answering
 from c2s_jax.evaluate.report import write_report
-from c2s_jax.model_bundle import load_bundle
 
 PREDICTIONS_FILE = "predictions.h5ad"
 

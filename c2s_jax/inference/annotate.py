@@ -19,12 +19,12 @@ import pandas as pd
 from flax import nnx
 from tqdm.auto import tqdm
 
-from c2s_jax.data.cell_sentences import cell_sentences
-from c2s_jax.data.prompts.formatter import GeneRun, Templates
+from c2s_jax.checkpoints.bundle import Bundle
+from c2s_jax.corpus.prompts.formatter import GeneRun, Templates
 from c2s_jax.errors import InputError
 from c2s_jax.inference.sampler import Sampler, SamplingParams, complete_texts
-from c2s_jax.model_bundle import Bundle
 from c2s_jax.models.parts import ModelParts
+from c2s_jax.sentences.cell_sentences import cell_sentences
 
 PROMPT_STYLES = ("c2s", "cell2sentence")
 # cell2sentence 1.2's first cell type prediction prompt (prompts/
@@ -194,7 +194,7 @@ def write_annotations(
 ) -> None:
     """`adata` with `table` in obs as OBS_KEY, OBS_KEY_score and OBS_KEY_prompt_tokens
     (cells without a row get none), written atomically to `out`."""
-    from c2s_jax.atomic_write import atomic_path
+    from c2s_jax.storage.atomic import atomic_path
 
     adata = adata.copy()
     names = adata.obs_names.astype(str)

@@ -12,8 +12,8 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
-from c2s_jax.data.tokenizer import GeneTable
-from c2s_jax.model_bundle import Bundle
+from c2s_jax.checkpoints.bundle import Bundle
+from c2s_jax.corpus.tokenizer import GeneTable
 from c2s_jax.models.parts import ModelParts
 
 LENGTH_BUCKET = 64

@@ -133,7 +133,7 @@ def build_tables(
 
 
 def tables_for_tokenizer(tokenizer, symbols: Sequence[str], vocab_size: int) -> ConstraintTables:
-    """Tables for gene ``symbols`` under a :class:`~c2s_jax.data.tokenizer.Tokenizer`;
+    """Tables for gene ``symbols`` under a :class:`~c2s_jax.corpus.tokenizer.Tokenizer`;
     every piece that is exactly a period closes a sentence."""
     rows = [tokenizer.encode(f" {s}") for s in symbols]
     periods = [i for i in range(tokenizer.vocab_size) if tokenizer.piece(i) == PERIOD]

@@ -25,8 +25,8 @@ import scipy.sparse as sp
 from flax import nnx
 from tqdm.auto import tqdm
 
-from c2s_jax.data.inverse import InverseFit, reconstruct, sentence_ranks
-from c2s_jax.data.prompts.formatter import Templates
+from c2s_jax.checkpoints.bundle import Bundle
+from c2s_jax.corpus.prompts.formatter import Templates
 from c2s_jax.inference.gene_constraint import distinct_genes, tables_for_tokenizer, tokens_for_genes
 from c2s_jax.inference.requests import (
     FIELDS,
@@ -36,8 +36,8 @@ from c2s_jax.inference.requests import (
     parse_request,
 )
 from c2s_jax.inference.sampler import Completion, Sampler, SamplingParams, complete_texts
-from c2s_jax.model_bundle import Bundle
 from c2s_jax.models.parts import ModelParts
+from c2s_jax.sentences.inverse import InverseFit, reconstruct, sentence_ranks
 
 log = logging.getLogger(__name__)
 

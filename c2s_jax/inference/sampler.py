@@ -430,7 +430,7 @@ def complete_texts(
 
     Args:
       sampler: the model.
-      tokenizer: a :class:`~c2s_jax.data.tokenizer.Tokenizer`.
+      tokenizer: a :class:`~c2s_jax.corpus.tokenizer.Tokenizer`.
       prompts: prompt texts.
       params: sampling settings.
       stop: strings that end a completion; the text (and its tokens) are cut before the

@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from c2s_jax.checkpoints.bundle import Bundle
 from c2s_jax.inference.prompt_tokens import encode_answer, encode_prompt, fit_prompts
-from c2s_jax.model_bundle import Bundle
 from c2s_jax.models.parts import ModelParts
 
 # Row lengths are padded to a multiple of this so similar lengths share a compilation.

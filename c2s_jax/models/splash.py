@@ -13,7 +13,7 @@ batch and head axes, since a Pallas call is not partitioned by XLA.
 
 XLA's cost analysis does not see inside the kernel, so each call carries the FLOPs of the
 blocks its masks compute in its name scope (``attention_kernel_flops[...]``), which
-:mod:`c2s_jax.train.hlo_stats` reads back from the compiled program.
+:mod:`c2s_jax.plan.hlo_stats` reads back from the compiled program.
 """
 
 from __future__ import annotations

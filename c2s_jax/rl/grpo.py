@@ -29,9 +29,9 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from c2s_jax import parallel
+from c2s_jax.checkpoints.bundle import Bundle, export_bundle, load_bundle
 from c2s_jax.errors import InputError, NonFiniteLossError
 from c2s_jax.inference.sampler import PROMPT_BUCKET, Sampler, SamplingParams
-from c2s_jax.model_bundle import Bundle, export_bundle, load_bundle
 from c2s_jax.models.parts import ModelParts
 from c2s_jax.rl.objective import group_advantages
 from c2s_jax.rl.prompts import Prompt, PromptOrder, corpus_prompts

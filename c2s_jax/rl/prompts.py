@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from c2s_jax.data.records import data_source, read_metadata
-from c2s_jax.data.tokenizer import Tokenizer
+from c2s_jax.corpus.records import data_source, read_metadata
+from c2s_jax.corpus.tokenizer import Tokenizer
 from c2s_jax.errors import InputError
 from c2s_jax.rl.rewards import ANSWER_SHAPES, CELL_SENTENCE, RewardTarget, sentence_genes
 

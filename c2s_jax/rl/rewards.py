@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from c2s_jax.data.prompts.formatter import GeneRun, Rendered, Templates
+from c2s_jax.corpus.prompts.formatter import GeneRun, Rendered, Templates
 from c2s_jax.errors import InputError
 
 LABEL = "label"

@@ -21,8 +21,8 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from c2s_jax.atomic_write import is_remote, storage_path
 from c2s_jax.errors import InputError
+from c2s_jax.storage.atomic import is_remote, storage_path
 
 log = logging.getLogger(__name__)
 

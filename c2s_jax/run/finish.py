@@ -17,14 +17,14 @@ from typing import Any
 import jax
 from etils import epath
 
-from c2s_jax.atomic_write import (
+from c2s_jax import fault_points
+from c2s_jax.checkpoints.bundle import BUNDLE_FILE, EXPORTS_DIR
+from c2s_jax.storage.atomic import (
     is_remote,
     remove_stale_temporaries_in,
     upload_directory,
     write_text_atomic,
 )
-from c2s_jax.model_bundle import BUNDLE_FILE, EXPORTS_DIR
-from c2s_jax.run import fault_points
 
 log = logging.getLogger(__name__)
 

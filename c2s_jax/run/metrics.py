@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from c2s_jax.atomic_write import is_remote, storage_path, upload_file
+from c2s_jax.storage.atomic import is_remote, storage_path, upload_file
 
 log = logging.getLogger(__name__)
 

@@ -19,13 +19,13 @@ import jax
 from etils import epath
 from tqdm.auto import tqdm
 
-from c2s_jax.atomic_write import storage_path
-from c2s_jax.run import fault_points
+from c2s_jax import fault_points
 from c2s_jax.run.checkpoints import Checkpoints, Restored
 from c2s_jax.run.finish import export_final, finished_result, write_result
 from c2s_jax.run.metrics import MetricWriter
 from c2s_jax.run.preemption import Preemption
 from c2s_jax.run.workdir_lock import workdir_lock
+from c2s_jax.storage.atomic import storage_path
 
 log = logging.getLogger(__name__)
 

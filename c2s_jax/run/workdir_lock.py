@@ -31,8 +31,8 @@ import jax
 import numpy as np
 from etils import epath
 
-from c2s_jax.atomic_write import is_remote, process_alive, storage_path
 from c2s_jax.errors import InputError
+from c2s_jax.storage.atomic import is_remote, process_alive, storage_path
 
 log = logging.getLogger(__name__)
 

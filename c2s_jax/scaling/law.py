@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from c2s_jax.errors import InputError
-from c2s_jax.json_lines import read_json_lines
+from c2s_jax.storage.json_lines import read_json_lines
 
 HUBER_DELTA = 1e-3
 # Names in the order of the internal parameter vector [log E, log A, alpha, log B, beta];
@@ -88,7 +88,7 @@ def read_results(path: str | os.PathLike) -> list[ScalingPoint]:
     `n_params_total` (default: `n_params`), `flops` (default: 6 x n_params x tokens, the
     fit's own assumption) and `task_loss` (default: none) are read when present, and other
     fields (a sweep's `config`, `axes`, ...) are ignored. Lines are read by the rule of
-    :mod:`c2s_jax.json_lines`: a cut-short last line (a sweep still writing) is skipped
+    :mod:`c2s_jax.storage.json_lines`: a cut-short last line (a sweep still writing) is skipped
     with a warning naming it.
 
     Raises:

@@ -18,12 +18,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from c2s_jax.atomic_write import storage_path
-from c2s_jax.json_lines import append_json_line
 from c2s_jax.run.finish import stored_result
 from c2s_jax.run.workdir_lock import workdir_lock
 from c2s_jax.scaling import results
 from c2s_jax.scaling.spec import Member, Sweep
+from c2s_jax.storage.atomic import storage_path
+from c2s_jax.storage.json_lines import append_json_line
 
 
 class MemberFailedError(RuntimeError):

@@ -16,8 +16,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import LogNorm
 
-from c2s_jax.atomic_write import atomic_path
 from c2s_jax.scaling.law import ScalingFit, ScalingPoint, optimal_allocation
+from c2s_jax.storage.atomic import atomic_path
 
 _CURVE_POINTS = 200
 

@@ -16,7 +16,7 @@ Each record holds
     config          the member's full training config
 
 Lines are appended whole and fsync'ed, so a crash leaves at most one partial last line,
-which readers ignore and the next run removes before it appends (c2s_jax/json_lines.py,
+which readers ignore and the next run removes before it appends (c2s_jax/storage/json_lines.py,
 the rule `c2s scaling fit` reads by too).
 """
 
@@ -28,8 +28,8 @@ import jax
 import ml_collections
 from flax import nnx
 
-from c2s_jax.json_lines import drop_cut_short_line, read_json_lines
 from c2s_jax.models.registry import ModelConfig, abstract_model, count_params
+from c2s_jax.storage.json_lines import drop_cut_short_line, read_json_lines
 from c2s_jax.train.flops import train_flops_per_token
 from c2s_jax.train.state import model_config
 
@@ -82,7 +82,7 @@ def member_record(
 
 def read_results(path: str | os.PathLike) -> list[dict[str, Any]]:
     """The complete records of a results file ([] if it does not exist), by the rule of
-    :mod:`c2s_jax.json_lines` (a cut-short last line is ignored).
+    :mod:`c2s_jax.storage.json_lines` (a cut-short last line is ignored).
 
     Raises:
       InputError: a complete line that is not JSON (the file was edited or corrupted).

@@ -17,10 +17,10 @@ from typing import Any
 
 import c2s_jax
 from c2s_jax.errors import InputError
-from c2s_jax.json_lines import append_json_line
 from c2s_jax.scaling import results
 from c2s_jax.scaling.local import MemberFailedError
 from c2s_jax.scaling.spec import Member, Sweep
+from c2s_jax.storage.json_lines import append_json_line
 
 # The launcher lives beside the package in a source checkout (pip install -e .).
 REPO_ROOT = Path(c2s_jax.__file__).resolve().parents[1]

@@ -12,8 +12,8 @@ import ml_collections
 import numpy as np
 from jax.sharding import NamedSharding
 
-from c2s_jax.data.packing import BATCH_KEYS
 from c2s_jax.errors import InputError
+from c2s_jax.train.packing import BATCH_KEYS
 from c2s_jax.train.synthetic_data import SyntheticBatches
 
 
@@ -60,8 +60,8 @@ def batch_sources(
 
 
 def _corpus_sources(cfg: ml_collections.ConfigDict, vocab_size: int, sharding: NamedSharding):
-    from c2s_jax.data.pipeline import CorpusLoader, LoaderOptions  # grain: only this path
-    from c2s_jax.data.records import read_metadata
+    from c2s_jax.corpus.records import read_metadata
+    from c2s_jax.train.pipeline import CorpusLoader, LoaderOptions  # grain: only this path
 
     data = cfg.data
     if not data.corpus_dir:

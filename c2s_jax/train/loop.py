@@ -19,11 +19,11 @@ import numpy as np
 from etils import epath
 
 from c2s_jax import parallel
-from c2s_jax.atomic_write import storage_path
+from c2s_jax.checkpoints.bundle import export_bundle
 from c2s_jax.errors import NonFiniteLossError
-from c2s_jax.model_bundle import export_bundle
 from c2s_jax.run.checkpoints import Restored
 from c2s_jax.run.runner import Outcome, Schedule, run
+from c2s_jax.storage.atomic import storage_path
 from c2s_jax.train.data import batch_sources, to_global
 from c2s_jax.train.flops import peak_flops, train_flops_per_token
 from c2s_jax.train.optimizer import optimizer_for
@@ -203,7 +203,7 @@ class TrainingJob:
         model = self._parts.model(self.state.params, self._parts.frozen)
         tokenizer_path, family, corpus = None, "c2s", {}
         if cfg.data.source == "corpus":
-            from c2s_jax.data.records import read_metadata  # tensorflow-datasets: this path only
+            from c2s_jax.corpus.records import read_metadata  # tensorflow-datasets: this path only
 
             corpus = read_metadata(cfg.data.corpus_dir)
             corpus["corpus_dir"] = str(storage_path(cfg.data.corpus_dir))

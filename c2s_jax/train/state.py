@@ -93,8 +93,8 @@ def base_model(cfg: ml_collections.ConfigDict, mesh: Mesh, *, abstract: bool = F
     model_cfg = model_config(cfg)
     if cfg.model.init_from:
         # Imported here: only this path needs the checkpoint converters.
-        from c2s_jax.convert import load_hf
-        from c2s_jax.convert.load import hf_model_config
+        from c2s_jax.checkpoints import load_hf
+        from c2s_jax.checkpoints.load import hf_model_config
 
         load = dict(dtype=model_cfg.param_dtype, compute_dtype=model_cfg.dtype)
         if not abstract:

@@ -15,10 +15,10 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from c2s_jax import parallel
-from c2s_jax.data.packing import BATCH_KEYS
 from c2s_jax.models.parts import ModelParts
 from c2s_jax.train.loss import masked_loss
 from c2s_jax.train.microbatch import accumulate
+from c2s_jax.train.packing import BATCH_KEYS
 from c2s_jax.train.state import TrainState
 
 

@@ -14,7 +14,7 @@ its cell type; test examples draw their controls from the (training) control cel
 
 import ml_collections
 
-from c2s_jax.data.corpus_config import default_corpus_config
+from c2s_jax.corpus.config import default_corpus_config
 
 HELD_OUT_TYPES = ("CD14 Mono", "B", "NK")
 

@@ -10,12 +10,12 @@ sha256, config, split sizes, task counts) and cells.parquet (each cell's split).
 10 s on 2 CPU cores; the command prints each task's share of the training examples beside
 its weight. pbmc68k has no spatial coordinates, perturbations or study text, so those
 tasks have weight 0 here; give them weight with datasets that hold them (see the
-DatasetSpec fields in c2s_jax/data/corpus_config.py).
+DatasetSpec fields in c2s_jax/corpus/config.py).
 """
 
 import ml_collections
 
-from c2s_jax.data.corpus_config import default_corpus_config
+from c2s_jax.corpus.config import default_corpus_config
 
 
 def get_config() -> ml_collections.ConfigDict:

@@ -14,7 +14,7 @@ small has no unseen region large enough to hold out.
 
 import ml_collections
 
-from c2s_jax.data.corpus_config import default_corpus_config
+from c2s_jax.corpus.config import default_corpus_config
 
 
 def get_config() -> ml_collections.ConfigDict:

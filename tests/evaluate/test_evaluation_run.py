@@ -8,23 +8,23 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
+from c2s_jax.checkpoints.bundle import load_bundle
 from c2s_jax.cli import main
 from c2s_jax.config_loading import load_config
-from c2s_jax.data.corpus_config import corpus_spec
-from c2s_jax.data.records import build_corpus
+from c2s_jax.corpus.config import corpus_spec
+from c2s_jax.corpus.records import build_corpus
 from c2s_jax.evaluate.annotation import log_normalized, normalize_labels
 from c2s_jax.evaluate.held_out import load_held_out
 from c2s_jax.evaluate.perturbation_eval import evaluate_perturbation
-from c2s_jax.model_bundle import load_bundle
 from c2s_jax.train.loop import train
-from tests.data.corpus_helpers import (
+from tests.support.corpus_helpers import (
     SHIFTED_GENE,
     perturb_dataset,
     perturb_seq_adata,
     scratch_dir,
     small_config,
 )
-from tests.trained_model import ROOT, pbmc_train_config, pbmc_workdir
+from tests.support.trained_model import ROOT, pbmc_train_config, pbmc_workdir
 
 EVAL_CONFIG = ROOT / "configs" / "eval" / "pbmc68k.py"
 

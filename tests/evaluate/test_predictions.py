@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from sklearn.decomposition import PCA
 
+from c2s_jax.checkpoints.bundle import load_bundle
 from c2s_jax.evaluate.held_out import load_held_out
 from c2s_jax.evaluate.predictions import join_tables, predictions_adata, write_predictions
-from c2s_jax.model_bundle import load_bundle
-from tests.trained_model import pbmc_workdir
+from tests.support.trained_model import pbmc_workdir
 
 pytestmark = pytest.mark.usefixtures("single_threaded_blas")
 

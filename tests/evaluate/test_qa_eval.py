@@ -7,12 +7,12 @@ import string
 import numpy as np
 import pytest
 
-from c2s_jax.data.prompts.formatter import Templates
+from c2s_jax.checkpoints.bundle import load_bundle
+from c2s_jax.corpus.prompts.formatter import Templates
 from c2s_jax.evaluate.annotation_eval import evaluated_cells
 from c2s_jax.evaluate.held_out import load_held_out
 from c2s_jax.evaluate.qa_eval import build_questions, corpus_qa, question_kinds
-from c2s_jax.model_bundle import load_bundle
-from tests.trained_model import pbmc_workdir
+from tests.support.trained_model import pbmc_workdir
 
 TOP_K = 30
 

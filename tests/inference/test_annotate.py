@@ -10,7 +10,7 @@ import numpy as np
 
 from c2s_jax.cli import main
 from c2s_jax.inference.annotate import CELL2SENTENCE_PROMPT, answer_label
-from tests.trained_model import neox_pythia_run
+from tests.support.trained_model import neox_pythia_run
 
 
 def test_the_cell2sentence_prompt_is_the_packages_first_wording():
@@ -34,7 +34,7 @@ def test_annotate_writes_predictions_equal_to_generate(tmp_path, pbmc_counts, ca
     np.testing.assert_array_equal(annotated.X.toarray(), pbmc_counts[:12].X.toarray())
 
     # The same prompt through `c2s generate --raw` gives the same answer.
-    from c2s_jax.data.cell_sentences import cell_sentences
+    from c2s_jax.sentences.cell_sentences import cell_sentences
 
     first = cell_sentences(cells, top_k=10).genes(0)
     prompt = CELL2SENTENCE_PROMPT.format(
@@ -54,7 +54,7 @@ def test_annotate_writes_predictions_equal_to_generate(tmp_path, pbmc_counts, ca
 
 
 def test_cells_whose_genes_the_model_never_saw_are_named(tmp_path, pbmc_counts, capsys):
-    from tests.trained_model import pbmc_workdir
+    from tests.support.trained_model import pbmc_workdir
 
     model = str(pbmc_workdir())
     foreign = pbmc_counts[:5].copy()

@@ -6,11 +6,11 @@ import logging
 import numpy as np
 import pytest
 
-from c2s_jax.data.inverse import InverseFit
+from c2s_jax.checkpoints.bundle import Bundle, load_bundle
 from c2s_jax.inference.generation import GeneratedCells, cells_to_anndata, generate_cells
 from c2s_jax.inference.sampler import Completion, SamplingParams
-from c2s_jax.model_bundle import Bundle, load_bundle
-from tests.trained_model import pbmc_workdir
+from c2s_jax.sentences.inverse import InverseFit
+from tests.support.trained_model import pbmc_workdir
 
 
 @pytest.fixture(scope="module")

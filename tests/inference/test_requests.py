@@ -3,7 +3,7 @@ name, plurals, longest labels first, and every word accounted for."""
 
 import pytest
 
-from c2s_jax.data.prompts.formatter import Templates
+from c2s_jax.corpus.prompts.formatter import Templates
 from c2s_jax.errors import InputError
 from c2s_jax.inference.requests import CellRequest, condition_phrase, merged_labels, parse_request
 

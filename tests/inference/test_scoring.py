@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from c2s_jax.checkpoints.bundle import load_bundle
 from c2s_jax.inference.embeddings import CellEmbedder
 from c2s_jax.inference.scoring import Scorer
-from c2s_jax.model_bundle import load_bundle
 from tests.inference.helpers import VOCAB, tiny_parts
-from tests.trained_model import pbmc_workdir
+from tests.support.trained_model import pbmc_workdir
 
 
 def test_scores_are_the_forward_pass_log_softmax_whatever_the_padding():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.virtual_devices import virtual_device_env
+from tests.support.virtual_devices import virtual_device_env
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,12 +6,12 @@ import json
 import pytest
 
 from c2s_jax.config_loading import load_config
-from c2s_jax.data.corpus_config import corpus_spec
-from c2s_jax.data.records import build_corpus
+from c2s_jax.corpus.config import corpus_spec
+from c2s_jax.corpus.records import build_corpus
 from c2s_jax.rl.grpo import run_grpo
 from c2s_jax.train.loop import train
-from tests.data.corpus_helpers import scratch_dir, small_config
-from tests.trained_model import ROOT, pbmc_train_config
+from tests.support.corpus_helpers import scratch_dir, small_config
+from tests.support.trained_model import ROOT, pbmc_train_config
 
 CONFIG = ROOT / "configs" / "grpo" / "pbmc68k_cell_type.py"
 

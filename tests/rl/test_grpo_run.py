@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from c2s_jax.checkpoints.bundle import BUNDLE_FILE, load_bundle
 from c2s_jax.config_loading import load_config
 from c2s_jax.errors import InputError
-from c2s_jax.model_bundle import BUNDLE_FILE, load_bundle
 from c2s_jax.rl import grpo
 from c2s_jax.rl.prompts import corpus_prompts
 from c2s_jax.run import runner
 from c2s_jax.run.checkpoints import Checkpoints
-from tests.trained_model import pbmc_workdir
-from tests.virtual_devices import virtual_device_env
+from tests.support.trained_model import pbmc_workdir
+from tests.support.virtual_devices import virtual_device_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "grpo" / "pbmc68k_cell_type.py"

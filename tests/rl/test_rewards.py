@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from c2s_jax.data.prompts.formatter import GeneRun, Templates
+from c2s_jax.corpus.prompts.formatter import GeneRun, Templates
 from c2s_jax.errors import InputError
 from c2s_jax.rl.rewards import (
     REWARDS,

@@ -11,7 +11,7 @@ from c2s_jax import parallel
 from c2s_jax.accelerators import parse_accelerator
 from c2s_jax.config_loading import load_config
 from c2s_jax.models import count_params
-from c2s_jax.train.compiled_plan import FIT_FRACTION, plan_compiled
+from c2s_jax.plan.compiled import FIT_FRACTION, plan_compiled
 from c2s_jax.train.flops import peak_flops
 from c2s_jax.train.state import model_config
 

@@ -11,11 +11,11 @@ import jax
 import pytest
 
 from c2s_jax.cli import main
-from c2s_jax.json_lines import append_json_line
 from c2s_jax.run.workdir_lock import workdir_lock
 from c2s_jax.scaling import local, results
 from c2s_jax.scaling.local import run_local
 from c2s_jax.scaling.spec import load_sweep
+from c2s_jax.storage.json_lines import append_json_line
 from c2s_jax.train.loop import train
 from tests.support.sweep_files import TINY_RUN, write_sweep
 

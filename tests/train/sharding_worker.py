@@ -14,11 +14,11 @@ import optax
 
 from c2s_jax import parallel
 from c2s_jax.config_loading import load_config
-from c2s_jax.data.packing import BATCH_KEYS
 from c2s_jax.train.optimizer import optimizer_for
+from c2s_jax.train.packing import BATCH_KEYS
 from c2s_jax.train.state import create_train_state
 from c2s_jax.train.step import LossConfig, make_train_step
-from tests.train.conftest import TINY
+from tests.support.training import TINY
 
 # An unusual batch shape, so that a buffer holding the whole batch is easy to spot in HLO.
 ROWS, LENGTH = 16, 24

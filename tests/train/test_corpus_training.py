@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from c2s_jax.model_bundle import load_bundle
+from c2s_jax.checkpoints.bundle import load_bundle
 from c2s_jax.train.loop import train
-from tests.train.conftest import losses
-from tests.trained_model import pbmc_run, pbmc_train_config, pbmc_workdir
+from tests.support.trained_model import pbmc_run, pbmc_train_config, pbmc_workdir
+from tests.support.training import losses
 
 
 @pytest.mark.parametrize(
@@ -54,7 +54,7 @@ def test_training_reads_the_task_mixture_of_its_config():
     import jax
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-    from c2s_jax.data.records import read_metadata
+    from c2s_jax.corpus.records import read_metadata
     from c2s_jax.train.data import batch_sources
 
     cfg = pbmc_train_config("data.task_weights={'cell_type_annotation': 1.0}")

@@ -16,7 +16,7 @@ from c2s_jax.models.registry import abstract_model
 from c2s_jax.train.flops import peak_flops, train_flops_per_token
 from c2s_jax.train.loss import masked_loss
 from c2s_jax.train.optimizer import decay_mask, learning_rate_schedule
-from tests.train.conftest import TINY
+from tests.support.training import TINY
 
 
 def test_mesh_shape_fills_and_refuses():

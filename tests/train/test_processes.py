@@ -5,7 +5,7 @@ import signal
 import socket
 import time
 
-from tests.train.conftest import losses, run_training
+from tests.support.training import losses, run_training
 
 
 def test_sigterm_saves_the_current_step_and_exits_cleanly(tmp_path):

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from c2s_jax.local_cache import CACHE_ENV
+from c2s_jax.fault_points import KILL_ENV
 from c2s_jax.run.checkpoints import UNREADABLE_DIR
-from c2s_jax.run.fault_points import KILL_ENV
+from c2s_jax.storage.cache import CACHE_ENV
 from c2s_jax.train.loop import train
-from tests.train.conftest import losses, run_training, training_command
-from tests.virtual_devices import virtual_device_env
+from tests.support.training import losses, run_training, training_command
+from tests.support.virtual_devices import virtual_device_env
 
 
 def _killed_at(workdir: Path, moment: str) -> None:

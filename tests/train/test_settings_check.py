@@ -5,7 +5,7 @@ import pytest
 from c2s_jax.cli import main
 from c2s_jax.errors import InputError
 from c2s_jax.train.loop import train
-from tests.train.conftest import FAST, TINY
+from tests.support.training import FAST, TINY
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ and a checkpoint written on 8 devices restored onto 4."""
 import numpy as np
 
 from c2s_jax.train.loop import train
-from tests.train.conftest import losses, run_training
+from tests.support.training import losses, run_training
 
 MESHES = {
     "data": ("mesh.data=8", "mesh.fsdp=1", "mesh.tensor=1"),

@@ -5,8 +5,8 @@ import json
 import subprocess
 import sys
 
-from tests.train.conftest import ROOT
-from tests.virtual_devices import virtual_device_env
+from tests.support.training import ROOT
+from tests.support.virtual_devices import virtual_device_env
 
 
 def test_moments_follow_their_parameters_and_each_device_holds_its_rows():

@@ -8,7 +8,7 @@ import pytest
 
 from c2s_jax.errors import NonFiniteLossError
 from c2s_jax.train.loop import train
-from tests.train.conftest import losses
+from tests.support.training import losses
 
 
 def test_resume_continues_the_same_loss_curve(tiny_config, tmp_path):
@@ -87,7 +87,7 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(tin
 
 
 def test_training_starts_from_an_hf_checkpoint(tiny_config, tmp_path):
-    from tests.convert import hf_reference
+    from tests.checkpoints import hf_reference
 
     hf_reference.pythia(tmp_path / "hf", vocab_size=512)
     cfg = tiny_config(

@@ -12,11 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from c2s_jax.atomic_write import atomic_path, storage_path, write_text_atomic
-from c2s_jax.model_bundle import BUNDLE_FILE
+from c2s_jax.checkpoints.bundle import BUNDLE_FILE
 from c2s_jax.run import runner
 from c2s_jax.run.checkpoints import Checkpoints
 from c2s_jax.run.metrics import MetricWriter
+from c2s_jax.storage.atomic import atomic_path, storage_path, write_text_atomic
 from c2s_jax.train import loop
 from c2s_jax.train.loop import TrainResult, train
 

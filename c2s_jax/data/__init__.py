@@ -1,1 +1,0 @@
-"""Data layer: AnnData -> cell sentences -> corpus records."""

@@ -1,0 +1,1 @@
+"""Tests for c2s_jax.checkpoints."""

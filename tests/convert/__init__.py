@@ -1,1 +1,0 @@
-"""Tests for c2s_jax.convert."""

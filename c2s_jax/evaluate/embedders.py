@@ -10,6 +10,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.decomposition import PCA
 
 from c2s_jax.errors import InputError
 
@@ -32,12 +33,14 @@ class PcaEmbedder:
       components_KG: [k, genes] float64 orthonormal principal axes, by decreasing variance;
         each axis's largest-magnitude loading is positive (scikit-learn's sign convention).
       explained_variance_K: [k] float64 variance along each axis (divided by n - 1).
+      explained_variance_ratio_K: [k] each axis's share of the cells' total variance.
       name: 'pca<k>'.
     """
 
     mean_G: np.ndarray
     components_KG: np.ndarray
     explained_variance_K: np.ndarray
+    explained_variance_ratio_K: np.ndarray
     name: str
 
     def __call__(self, expression: np.ndarray | sp.spmatrix) -> np.ndarray:
@@ -62,23 +65,16 @@ def _checked_matrix(x: np.ndarray | sp.spmatrix, name: str) -> np.ndarray | sp.c
 
 
 def pca_embedder(
-    real_expression: np.ndarray | sp.spmatrix,
-    n_components: int = 50,
-    seed: int = 0,
-    power_iterations: int = 7,
+    real_expression: np.ndarray | sp.spmatrix, n_components: int = 50, seed: int = 0
 ) -> PcaEmbedder:
-    """Fits PCA on real cells by a seeded randomized SVD (Halko et al. 2011).
-
-    The centred matrix is never formed, so sparse input stays sparse. The sketch keeps
-    2 * n_components directions and refines them with `power_iterations` QR-normalized
-    power iterations; when that reaches min(cells, genes) the result is exact.
+    """Fits PCA on real cells with scikit-learn (sparse input stays sparse: scikit-learn
+    centres it implicitly, by ARPACK or the covariance's eigendecomposition).
 
     Args:
       real_expression: [cells, genes] log-normalized expression of real cells (C2S:
         normalize_total then log10(1 + x)), dense or scipy sparse.
       n_components: dimensions kept, 1 <= n_components <= min(cells, genes).
-      seed: seeds the random sketch.
-      power_iterations: passes that sharpen the sketch where the spectrum decays slowly.
+      seed: seeds the solver's random start.
 
     Returns:
       The fitted embedder; call it on any cells with the same genes.
@@ -90,29 +86,18 @@ def pca_embedder(
             f"n_components={n_components}: must be between 1 and min(cells, genes) = "
             f"{min(n_cells, n_genes)}"
         )
-    mean_G = np.asarray(x.mean(axis=0)).ravel()
-
-    def centered_times(m_GL: np.ndarray) -> np.ndarray:  # (x - mean) @ m
-        return np.asarray(x @ m_GL) - mean_G @ m_GL
-
-    def centered_t_times(m_NL: np.ndarray) -> np.ndarray:  # (x - mean).T @ m
-        return np.asarray(x.T @ m_NL) - np.outer(mean_G, m_NL.sum(axis=0))
-
-    sketch = min(2 * n_components, n_cells, n_genes)
-    rng = np.random.default_rng(seed)
-    basis_NL, _ = np.linalg.qr(centered_times(rng.standard_normal((n_genes, sketch))))
-    for _ in range(power_iterations):
-        basis_GL, _ = np.linalg.qr(centered_t_times(basis_NL))
-        basis_NL, _ = np.linalg.qr(centered_times(basis_GL))
-    _, singular_L, axes_LG = np.linalg.svd(centered_t_times(basis_NL).T, full_matrices=False)
-    components_KG = axes_LG[:n_components]
+    if sp.issparse(x) and n_components == min(n_cells, n_genes):
+        x = x.toarray()  # ARPACK finds fewer axes than the rank; so small a matrix is dense
+    pca = PCA(n_components, random_state=seed).fit(x)
+    components_KG = pca.components_
     largest = np.argmax(np.abs(components_KG), axis=1)
     components_KG = (
         components_KG * np.sign(components_KG[np.arange(n_components), largest])[:, None]
     )
     return PcaEmbedder(
-        mean_G=mean_G,
+        mean_G=pca.mean_,
         components_KG=components_KG,
-        explained_variance_K=singular_L[:n_components] ** 2 / (n_cells - 1),
+        explained_variance_K=pca.explained_variance_,
+        explained_variance_ratio_K=pca.explained_variance_ratio_,
         name=f"pca{n_components}",
     )

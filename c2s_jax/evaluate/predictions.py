@@ -123,15 +123,6 @@ def _add_pca(adata: anndata.AnnData) -> None:
     adata.varm["PCs"] = pca.components_KG.T.astype(np.float32)
     adata.uns["pca"] = {
         "variance": pca.explained_variance_K,
-        "variance_ratio": pca.explained_variance_K / total_variance(x),
+        "variance_ratio": pca.explained_variance_ratio_K,
         "params": {"zero_center": True, "n_comps": n_components},
     }
-
-
-def total_variance(expression: sp.spmatrix | np.ndarray) -> float:
-    """Sum over genes of the cells' variance (divided by n - 1): all that PCA can explain,
-    so ``explained_variance / total_variance`` is each axis's share."""
-    x = sp.csr_matrix(expression, dtype=np.float64)
-    mean_G = np.asarray(x.mean(axis=0)).ravel()
-    squares_G = np.asarray(x.multiply(x).mean(axis=0)).ravel()
-    return float(np.sum(squares_G - mean_G**2) * x.shape[0] / (x.shape[0] - 1))

@@ -80,7 +80,10 @@ def make_train_step(
                 loss_cfg.microbatches,
             )
         tokens = jnp.maximum(aux["tokens"], 1.0)
-        grads = jax.tree.map(lambda g: g / tokens, grads)
+        # Back to each gradient's own dtype: a float32 count would promote bfloat16
+        # gradients, and through them the optimizer's moments (state that changes dtype
+        # after the first step compiles the step again and no longer matches checkpoints).
+        grads = jax.tree.map(lambda g: (g / tokens).astype(g.dtype), grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = {

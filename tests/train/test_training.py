@@ -3,6 +3,7 @@
 import json
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -99,3 +100,27 @@ def test_training_starts_from_an_hf_checkpoint(tiny_config, tmp_path):
     # a run initialized at random with the same seed and data.
     train(tiny_config("train.steps=5", "model.name=pythia_tiny"), tmp_path / "random")
     assert first != pytest.approx(losses(tmp_path / "random")[5], rel=1e-3)
+
+
+def test_a_step_keeps_bfloat16_parameters_and_moments_bfloat16(tiny_config):
+    """Every leaf of the train state keeps its dtype through a step (a promoted moment
+    would compile the step again and stop matching its checkpoints)."""
+    from c2s_jax import parallel
+    from c2s_jax.train.data import batch_sources, to_global
+    from c2s_jax.train.optimizer import optimizer_for
+    from c2s_jax.train.state import create_train_state
+    from c2s_jax.train.step import LossConfig, make_train_step
+
+    cfg = tiny_config("model.overrides={'dtype': 'bfloat16', 'param_dtype': 'bfloat16'}")
+    mesh = parallel.make_mesh(dict(cfg.mesh), cfg.dcn_data)
+    rules = tuple(tuple(r) for r in cfg.rules)
+    sharding = parallel.batch_sharding(mesh, rules)
+    tx, schedule = optimizer_for(cfg.optimizer, cfg.train.steps)
+    state, parts, shardings = create_train_state(cfg, tx, mesh)
+    source, _, tasks = batch_sources(cfg, parts.config.vocab_size, sharding)
+    loss_cfg = LossConfig(len(tasks), cfg.train.z_loss_weight, cfg.train.microbatches)
+    step = make_train_step(parts, tx, schedule, loss_cfg, shardings, sharding, rules)
+    before = [x.dtype for x in jax.tree.leaves(state)]
+    assert jnp.bfloat16 in before
+    state, _ = step(state, to_global(next(source), sharding), parts.frozen)
+    assert [x.dtype for x in jax.tree.leaves(state)] == before

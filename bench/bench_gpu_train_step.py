@@ -25,9 +25,8 @@ compile of our step asks for 134 GiB of temporaries besides 15-20 GiB of state (
   eager for Gemma-2 (SDPA would drop Gemma-2's attention logit softcap; transformers
   itself asks for eager to train Gemma-2); `--hf-attention` overrides.
 
-With bfloat16 parameters our first update turns AdamW's first moment to float32 (the step
-divides the bfloat16 gradients by a float32 token count), so our second step compiles
-again; the warm-up absorbs that and the JSON records the moments' dtypes.
+The JSON records AdamW's moment dtypes before and after the timed steps: a state whose
+dtypes drift would compile the step again.
 
 Each (shape, side) runs in a fresh process (JAX preallocates most of the GPU, and neither
 framework should inherit the other's allocator or threads). A process compiles/warms up,
@@ -280,9 +279,7 @@ def worker_ours(spec: dict) -> dict:
         jax.block_until_ready((holder["state"], holder["metrics"]))
 
     result = timed_steps(step, sync, spec)
-    # With bfloat16 parameters the first update returns float32 AdamW moments (the step
-    # divides bfloat16 gradients by a float32 token count), so the second call compiles
-    # again for the new state types: the warm-up absorbs it; the JSON records both.
+    # A state whose dtypes drift (a promoted moment) would compile the step again.
     moment_dtypes = {"initial": initial_dtypes, "after": _moment_dtypes(holder["state"].opt_state)}
     if moment_dtypes["initial"] != moment_dtypes["after"]:
         log(

@@ -1,1 +1,2 @@
-"""Training: state, step, optimizer, checkpoints, metrics and the loop."""
+"""Training: the input pipeline and packing, loss, optimizer, state, step, and the training
+job that run/runner.py drives."""

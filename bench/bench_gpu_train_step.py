@@ -224,7 +224,7 @@ def worker_ours(spec: dict) -> dict:
     from c2s_jax.train.data import to_global
     from c2s_jax.train.default_config import default_config
     from c2s_jax.train.optimizer import optimizer_for
-    from c2s_jax.train.state import create_train_state
+    from c2s_jax.train.state import ModelSpec, create_train_state
     from c2s_jax.train.step import LossConfig, make_train_step
 
     device = jax.devices()[0]
@@ -245,7 +245,7 @@ def worker_ours(spec: dict) -> dict:
     tx, schedule = optimizer_for(cfg.optimizer, total_steps)
 
     began = time.perf_counter()
-    state, parts, shardings = create_train_state(cfg, tx, mesh)
+    state, parts, shardings = create_train_state(ModelSpec.from_config(cfg), tx, mesh)
     jax.block_until_ready(state)
     init_s = time.perf_counter() - began
     model_cfg = parts.config

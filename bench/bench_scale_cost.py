@@ -62,11 +62,11 @@ def worker(steps: int) -> dict:
     import jax
 
     from c2s_jax import parallel
-    from c2s_jax.train.data import batch_sources, to_global
+    from c2s_jax.train.data import DataSpec, batch_sources, to_global
     from c2s_jax.train.default_config import default_config
     from c2s_jax.train.flops import train_flops_per_token
     from c2s_jax.train.optimizer import optimizer_for
-    from c2s_jax.train.state import create_train_state
+    from c2s_jax.train.state import ModelSpec, create_train_state
     from c2s_jax.train.step import LossConfig, make_train_step
 
     cfg = default_config()
@@ -77,8 +77,10 @@ def worker(steps: int) -> dict:
     rules = tuple(tuple(r) for r in cfg.rules)
     batch_sharding = parallel.batch_sharding(mesh, rules)
     tx, schedule = optimizer_for(cfg.optimizer, cfg.train.steps)
-    state, parts, shardings = create_train_state(cfg, tx, mesh)
-    source, _, tasks = batch_sources(cfg, parts.config.vocab_size, batch_sharding)
+    state, parts, shardings = create_train_state(ModelSpec.from_config(cfg), tx, mesh)
+    source, _, tasks = batch_sources(
+        DataSpec.from_config(cfg), parts.config.vocab_size, batch_sharding
+    )
     step_fn = make_train_step(
         parts,
         tx,
@@ -120,10 +122,10 @@ def ladder_row(path: Path) -> dict:
     from c2s_jax.config_loading import load_config
     from c2s_jax.models.registry import abstract_model
     from c2s_jax.train.flops import peak_flops, train_flops_per_token
-    from c2s_jax.train.state import model_config
+    from c2s_jax.train.state import ModelSpec
 
     cfg = load_config(path)
-    model_cfg = model_config(cfg)
+    model_cfg = ModelSpec.from_config(cfg).model_config()
     target = cfg.target
     params = nnx.state(abstract_model(model_cfg), nnx.Param)
     embedding = sum(

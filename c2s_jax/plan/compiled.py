@@ -188,14 +188,16 @@ def lower_train_step(cfg: ml_collections.ConfigDict, mesh) -> Program:
     from c2s_jax.train.optimizer import optimizer_for
     from c2s_jax.train.packing import BATCH_KEYS
     from c2s_jax.train.settings_check import check_train_settings
-    from c2s_jax.train.state import create_train_state
+    from c2s_jax.train.state import ModelSpec, create_train_state
     from c2s_jax.train.step import LossConfig, make_train_step
 
     rules = tuple(tuple(r) for r in cfg.rules)
     check_train_settings(cfg, parallel.batch_shards(mesh, rules))
     batch_sharding = parallel.batch_sharding(mesh, rules)
     tx, schedule = optimizer_for(cfg.optimizer, cfg.train.steps)
-    state, parts, shardings = create_train_state(cfg, tx, mesh, abstract=True)
+    state, parts, shardings = create_train_state(
+        ModelSpec.from_config(cfg), tx, mesh, abstract=True
+    )
     loss_cfg = LossConfig(cfg.data.num_tasks, cfg.train.z_loss_weight, cfg.train.microbatches)
     step = make_train_step(parts, tx, schedule, loss_cfg, shardings, batch_sharding, rules)
     rows, length = cfg.data.batch_size, cfg.data.seq_len
@@ -294,9 +296,9 @@ def extrapolated_cost_seconds(cfg: ml_collections.ConfigDict, mesh) -> float | N
     The optimizer update is counted once per microbatch: a slight overestimate. None when
     the cost model gives no positive time.
     """
-    from c2s_jax.train.state import base_model
+    from c2s_jax.train.state import ModelSpec, base_model
 
-    layers = base_model(cfg, mesh, abstract=True)[2].num_layers
+    layers = base_model(ModelSpec.from_config(cfg), mesh, abstract=True)[2].num_layers
     seconds = {}
     for depth in (2, 4):
         small = ml_collections.ConfigDict(cfg.to_dict())
@@ -511,11 +513,12 @@ def _abstract_policy(cfg, mesh, rules, model_cfg):
 
     from c2s_jax.models.parts import param_shardings, with_shardings
     from c2s_jax.models.registry import abstract_model
-    from c2s_jax.train.state import base_model, trainable_parts
+    from c2s_jax.train.state import ModelSpec, base_model, trainable_parts
 
+    spec = ModelSpec.from_config(cfg)
     if model_cfg is None:
-        graphdef, base, model_cfg = base_model(cfg, mesh, abstract=True)
+        graphdef, base, model_cfg = base_model(spec, mesh, abstract=True)
     else:
         graphdef, shapes = nnx.split(abstract_model(model_cfg), nnx.Param)
         base = with_shardings(shapes, param_shardings(shapes, mesh, rules))
-    return trainable_parts(graphdef, base, model_cfg, cfg.lora, cfg.seed, mesh, rules)
+    return trainable_parts(graphdef, base, model_cfg, spec.lora, spec.seed, mesh, rules)

@@ -47,7 +47,13 @@ from c2s_jax.rl.step import (
 from c2s_jax.run.checkpoints import Restored
 from c2s_jax.run.runner import Outcome, Schedule, run
 from c2s_jax.train.optimizer import optimizer_for
-from c2s_jax.train.state import TrainState, new_train_state, state_shardings, trainable_parts
+from c2s_jax.train.state import (
+    LoraSpec,
+    TrainState,
+    new_train_state,
+    state_shardings,
+    trainable_parts,
+)
 
 # What each derived seed is for, so that rollouts and evaluations never share draws.
 ROLLOUT_SEED, EVAL_SEED = 0, 1
@@ -274,7 +280,7 @@ class GRPOResult:
 
 
 def policy_parts(
-    bundle: Bundle, lora: ml_collections.ConfigDict, seed: int, mesh: Mesh, rules: parallel.Rules
+    bundle: Bundle, lora: LoraSpec, seed: int, mesh: Mesh, rules: parallel.Rules
 ) -> tuple[ModelParts, Any]:
     """(parts, trainable params) of a loaded model: all its parameters, or, with
     `lora.rank` > 0, fresh adapters on `lora.targets` over the frozen model."""
@@ -402,7 +408,9 @@ class GRPOJob:
         self._cfg = cfg
         self._workdir = workdir
         self._bundle = load_bundle(cfg.init_from, mesh=mesh, rules=rules)
-        parts, params = policy_parts(self._bundle, cfg.lora, cfg.seed, mesh, rules)
+        parts, params = policy_parts(
+            self._bundle, LoraSpec.from_config(cfg.lora), cfg.seed, mesh, rules
+        )
         self._train_prompts, self._eval_prompts = _prompt_pools(cfg, self._bundle)
         settings = settings_from_config(cfg)
         longest = max(len(p.tokens) for p in self._train_prompts)

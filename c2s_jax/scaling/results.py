@@ -31,7 +31,7 @@ from flax import nnx
 from c2s_jax.models.registry import ModelConfig, abstract_model, count_params
 from c2s_jax.storage.json_lines import drop_cut_short_line, read_json_lines
 from c2s_jax.train.flops import train_flops_per_token
-from c2s_jax.train.state import model_config
+from c2s_jax.train.state import ModelSpec
 
 RESULTS_NAME = "results.jsonl"
 
@@ -62,7 +62,7 @@ def member_record(
       cfg: the member's training config.
       result: the trainer's workdir/result.json (step, eval_loss, eval_task_loss, train_loss).
     """
-    model_cfg = model_config(cfg)
+    model_cfg = ModelSpec.from_config(cfg).model_config()
     tokens = int(result["step"]) * cfg.data.batch_size * cfg.data.seq_len
     return {
         "name": name,

@@ -1,10 +1,11 @@
-"""The trainer's input: batch iterators named by `config.data`, placed onto the mesh.
+"""The trainer's input: batch iterators a :class:`DataSpec` names, placed onto the mesh.
 
 A batch source yields host-local numpy batches (this host's rows of the global batch)
 and has `get_state()`/`set_state()` so checkpoints can store its position.
 """
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import jax
@@ -35,38 +36,77 @@ def host_batch_size(global_batch: int) -> int:
     return global_batch // hosts
 
 
-def batch_sources(
-    cfg: ml_collections.ConfigDict, vocab_size: int, batch_sharding: NamedSharding
-) -> tuple[BatchSource, callable, list[str]]:
-    """(train source, factory of fresh eval sources, task names) for `config.data`.
+@dataclasses.dataclass(frozen=True)
+class DataSpec:
+    """The trainer's input: `config.data` and `config.seed`, read once (no field has a
+    default here: the defaults live in train/default_config.py alone).
 
-    `config.data.source` is 'corpus' (a folder written by `c2s corpus build`, at
-    `config.data.corpus_dir`) or 'synthetic' (see synthetic_data.py).
+    Attributes:
+      source: 'corpus' (a folder written by `c2s corpus build`, at `corpus_dir`) or
+        'synthetic' (see synthetic_data.py).
+      batch_size: rows per global batch (all hosts together).
+      seq_len: tokens per row; longer examples are cut, shorter ones packed together.
+      seed: seeds the data order (evaluation sources use their own fixed order).
+      corpus_dir: the corpus folder when `source` is 'corpus'.
+      num_tasks: tasks of the synthetic source.
+      worker_count: grain worker processes reading the corpus (0: in this process).
+      pack_window: corpus examples packed together at a time.
+      task_weights: task -> weight of the training mixture; empty keeps the corpus's own.
     """
-    data = cfg.data
-    rows = host_batch_size(data.batch_size)
-    if data.source == "synthetic":
-        names = [f"task{i}" for i in range(data.num_tasks)]
+
+    source: str
+    batch_size: int
+    seq_len: int
+    seed: int
+    corpus_dir: str
+    num_tasks: int
+    worker_count: int
+    pack_window: int
+    task_weights: Mapping[str, float]
+
+    @classmethod
+    def from_config(cls, cfg: ml_collections.ConfigDict) -> "DataSpec":
+        """The spec of a training config."""
+        data = cfg.data
+        return cls(
+            source=data.source,
+            batch_size=int(data.batch_size),
+            seq_len=int(data.seq_len),
+            seed=int(cfg.seed),
+            corpus_dir=str(data.corpus_dir),
+            num_tasks=int(data.num_tasks),
+            worker_count=int(data.worker_count),
+            pack_window=int(data.pack_window),
+            task_weights=dict(data.task_weights),
+        )
+
+
+def batch_sources(
+    spec: DataSpec, vocab_size: int, batch_sharding: NamedSharding
+) -> tuple[BatchSource, Callable[[], BatchSource], list[str]]:
+    """(train source, factory of fresh eval sources, task names) of `spec`."""
+    rows = host_batch_size(spec.batch_size)
+    if spec.source == "synthetic":
+        names = [f"task{i}" for i in range(spec.num_tasks)]
 
         def source(seed: int) -> SyntheticBatches:
             return SyntheticBatches(
-                rows, data.seq_len, vocab_size, data.num_tasks, seed, jax.process_index()
+                rows, spec.seq_len, vocab_size, spec.num_tasks, seed, jax.process_index()
             )
 
-        return source(cfg.seed), lambda: source(cfg.seed + 10_000), names
-    if data.source == "corpus":
-        return _corpus_sources(cfg, vocab_size, batch_sharding)
-    raise InputError(f"config.data.source must be 'corpus' or 'synthetic', not {data.source!r}")
+        return source(spec.seed), lambda: source(spec.seed + 10_000), names
+    if spec.source == "corpus":
+        return _corpus_sources(spec, vocab_size, batch_sharding)
+    raise InputError(f"config.data.source must be 'corpus' or 'synthetic', not {spec.source!r}")
 
 
-def _corpus_sources(cfg: ml_collections.ConfigDict, vocab_size: int, sharding: NamedSharding):
+def _corpus_sources(spec: DataSpec, vocab_size: int, sharding: NamedSharding):
     from c2s_jax.corpus.records import read_metadata
     from c2s_jax.train.pipeline import CorpusLoader, LoaderOptions  # grain: only this path
 
-    data = cfg.data
-    if not data.corpus_dir:
+    if not spec.corpus_dir:
         raise InputError("config.data.corpus_dir is empty: build one with `c2s corpus build`")
-    meta = read_metadata(data.corpus_dir)
+    meta = read_metadata(spec.corpus_dir)
     pieces = int(meta["tokenizer"]["vocab_size"])
     if pieces > vocab_size:
         raise InputError(
@@ -74,19 +114,19 @@ def _corpus_sources(cfg: ml_collections.ConfigDict, vocab_size: int, sharding: N
             f"{vocab_size}: set config.model.overrides.vocab_size >= {pieces}"
         )
     options = LoaderOptions(
-        batch_size=data.batch_size,
-        seq_len=data.seq_len,
-        seed=cfg.seed,
-        worker_count=data.get("worker_count", 0),
+        batch_size=spec.batch_size,
+        seq_len=spec.seq_len,
+        seed=spec.seed,
+        worker_count=spec.worker_count,
         # Examples packed together; small corpora (tests, notebooks) read less with less.
-        pack_window=data.pack_window,
-        task_weights=dict(data.task_weights) or None,
+        pack_window=spec.pack_window,
+        task_weights=dict(spec.task_weights) or None,
     )
 
     def loader(split: str) -> CorpusLoader:
         # Evaluation reads the validation split as the corpus mixed it.
         read = options if split == "train" else dataclasses.replace(options, task_weights=None)
-        return CorpusLoader(data.corpus_dir, split, read, sharding.mesh, sharding.spec)
+        return CorpusLoader(spec.corpus_dir, split, read, sharding.mesh, sharding.spec)
 
     return loader("train"), lambda: loader("validation"), list(meta["tasks"])
 

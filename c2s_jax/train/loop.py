@@ -24,11 +24,11 @@ from c2s_jax.errors import NonFiniteLossError
 from c2s_jax.run.checkpoints import Restored
 from c2s_jax.run.runner import Outcome, Schedule, run
 from c2s_jax.storage.atomic import storage_path
-from c2s_jax.train.data import batch_sources, to_global
+from c2s_jax.train.data import DataSpec, batch_sources, to_global
 from c2s_jax.train.flops import peak_flops, train_flops_per_token
 from c2s_jax.train.optimizer import optimizer_for
 from c2s_jax.train.settings_check import check_train_settings
-from c2s_jax.train.state import create_train_state
+from c2s_jax.train.state import ModelSpec, create_train_state
 from c2s_jax.train.step import LossConfig, make_eval_step, make_train_step
 
 
@@ -109,14 +109,16 @@ class TrainingJob:
         self._workdir = workdir
         self._batch_sharding = parallel.batch_sharding(mesh, rules)
         tx, schedule = optimizer_for(cfg.optimizer, cfg.train.steps)
-        self.state, self._parts, shardings = create_train_state(cfg, tx, mesh)
+        self.state, self._parts, shardings = create_train_state(
+            ModelSpec.from_config(cfg), tx, mesh
+        )
         n_params = sum(x.size for x in jax.tree.leaves(self.state.params))
         if self._parts.frozen is not None:
             n_params += sum(x.size for x in jax.tree.leaves(self._parts.frozen))
         self.n_params = int(n_params)
 
         self._train_source, self._eval_source, self._task_names = batch_sources(
-            cfg, self._parts.config.vocab_size, self._batch_sharding
+            DataSpec.from_config(cfg), self._parts.config.vocab_size, self._batch_sharding
         )
         loss_cfg = LossConfig(
             len(self._task_names), cfg.train.z_loss_weight, cfg.train.microbatches

@@ -5,7 +5,9 @@ either every parameter (full fine-tuning) or only LoRA adapters, with the base w
 frozen and passed to the step as a separate, non-donated argument.
 """
 
+import dataclasses
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 import flax.struct
@@ -33,15 +35,68 @@ class TrainState:
     opt_state: Any
 
 
-def model_config(cfg: ml_collections.ConfigDict):
-    """The model config named by `config.model.name` with `config.model.overrides`."""
-    overrides = dict(cfg.model.get("overrides", {}))
-    try:
-        return get_config(cfg.model.name, **overrides)
-    except KeyError as err:
-        raise InputError(f"config.model.name: {err.args[0]}") from None
-    except TypeError as err:
-        raise InputError(f"config.model.overrides: {err}") from None
+@dataclasses.dataclass(frozen=True)
+class LoraSpec:
+    """Low-rank adapters to train instead of every parameter. No field has a default here:
+    the defaults live in train/default_config.py alone.
+
+    Attributes:
+      rank: adapter rank; 0 trains every parameter (full fine-tuning).
+      alpha: the adapters' scale numerator (updates are scaled by alpha / rank).
+      targets: names of the projections that get adapters (e.g. 'wq', 'wv').
+    """
+
+    rank: int
+    alpha: float
+    targets: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, lora: ml_collections.ConfigDict) -> "LoraSpec":
+        """`config.lora` read once."""
+        return cls(rank=int(lora.rank), alpha=float(lora.alpha), targets=tuple(lora.targets))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """The model a run trains: `config.model`, `config.lora`, `config.seed` and
+    `config.rules`, read once at the command's edge so nothing below reads the ConfigDict.
+
+    Attributes:
+      name: a registered model config name (e.g. 'gemma2_2b', 'pythia_160m').
+      overrides: model config fields replaced by these values.
+      init_from: an HF checkpoint folder to start from; '' initializes from `seed`.
+      seed: seeds the initialization (and LoRA adapters, from seed + 1).
+      lora: adapters to train instead of every parameter.
+      rules: logical-axis -> mesh-axis rules that place the parameters.
+    """
+
+    name: str
+    overrides: Mapping[str, Any]
+    init_from: str
+    seed: int
+    lora: LoraSpec
+    rules: parallel.Rules
+
+    @classmethod
+    def from_config(cls, cfg: ml_collections.ConfigDict) -> "ModelSpec":
+        """The spec of a training config."""
+        return cls(
+            name=cfg.model.name,
+            overrides=dict(cfg.model.overrides),
+            init_from=cfg.model.init_from,
+            seed=int(cfg.seed),
+            lora=LoraSpec.from_config(cfg.lora),
+            rules=tuple(tuple(rule) for rule in cfg.rules),
+        )
+
+    def model_config(self):
+        """The model config `name` names, with `overrides` applied."""
+        try:
+            return get_config(self.name, **self.overrides)
+        except KeyError as err:
+            raise InputError(f"config.model.name: {err.args[0]}") from None
+        except TypeError as err:
+            raise InputError(f"config.model.overrides: {err}") from None
 
 
 def state_shardings(
@@ -83,32 +138,32 @@ def abstract_train_state(
     return with_shardings(jax.eval_shape(functools.partial(_fresh_state, tx), params), shardings)
 
 
-def base_model(cfg: ml_collections.ConfigDict, mesh: Mesh, *, abstract: bool = False):
-    """(graphdef, params, model config) of the model `config.model` names: loaded from
-    `config.model.init_from`, or initialized from `config.seed`, directly onto the mesh.
+def base_model(spec: ModelSpec, mesh: Mesh, *, abstract: bool = False):
+    """(graphdef, params, model config) of the model `spec` names: loaded from
+    `spec.init_from`, or initialized from `spec.seed`, directly onto the mesh.
 
     With `abstract`, params are sharded ShapeDtypeStructs and nothing is read or allocated.
     """
-    rules = tuple(cfg.rules)
-    model_cfg = model_config(cfg)
-    if cfg.model.init_from:
+    rules = spec.rules
+    model_cfg = spec.model_config()
+    if spec.init_from:
         # Imported here: only this path needs the checkpoint converters.
         from c2s_jax.checkpoints import load_hf
         from c2s_jax.checkpoints.load import hf_model_config
 
         load = dict(dtype=model_cfg.param_dtype, compute_dtype=model_cfg.dtype)
         if not abstract:
-            model, model_cfg = load_hf(cfg.model.init_from, mesh=mesh, rules=list(rules), **load)
+            model, model_cfg = load_hf(spec.init_from, mesh=mesh, rules=list(rules), **load)
             graphdef, params = nnx.split(model, nnx.Param)
             return graphdef, params, model_cfg
-        model_cfg = hf_model_config(cfg.model.init_from, **load)
+        model_cfg = hf_model_config(spec.init_from, **load)
     graphdef, shapes = nnx.split(abstract_model(model_cfg), nnx.Param)
     shardings = param_shardings(shapes, mesh, rules)
     if abstract:
         return graphdef, with_shardings(shapes, shardings), model_cfg
 
     def init():
-        model = build_model(model_cfg, rngs=nnx.Rngs(params=cfg.seed))
+        model = build_model(model_cfg, rngs=nnx.Rngs(params=spec.seed))
         return nnx.state(model, nnx.Param)
 
     return graphdef, jax.jit(init, out_shardings=shardings)(), model_cfg
@@ -118,7 +173,7 @@ def trainable_parts(
     graphdef,
     base_params,
     model_cfg,
-    lora: ml_collections.ConfigDict,
+    lora: LoraSpec,
     seed: int,
     mesh: Mesh,
     rules: parallel.Rules,
@@ -135,7 +190,7 @@ def trainable_parts(
             nnx.merge(graphdef, base_params),
             rank=lora.rank,
             alpha=lora.alpha,
-            targets=tuple(lora.targets),
+            targets=lora.targets,
             rngs=nnx.Rngs(params=seed + 1),
         )
 
@@ -151,25 +206,25 @@ def trainable_parts(
 
 
 def create_train_state(
-    cfg: ml_collections.ConfigDict,
+    spec: ModelSpec,
     tx: optax.GradientTransformation,
     mesh: Mesh,
     *,
     abstract: bool = False,
 ) -> tuple[TrainState, ModelParts, TrainState]:
-    """Builds the state of `cfg` on the mesh.
+    """Builds the state of the model `spec` names on the mesh.
 
     Returns:
       (state, parts, state_shardings): parameters placed by the logical-axis rules of
-      `config.rules`, optimizer state sharded like them, and the sharding tree of the state
+      `spec.rules`, optimizer state sharded like them, and the sharding tree of the state
       (what the step's in/out shardings and checkpoint restores use). With `abstract`, the
       state (and a LoRA base in `parts.frozen`) are sharded ShapeDtypeStructs: enough to
       compile a step for any mesh, including a TPU topology's, without allocating.
     """
-    rules = tuple(cfg.rules)
-    graphdef, base_params, model_cfg = base_model(cfg, mesh, abstract=abstract)
+    rules = spec.rules
+    graphdef, base_params, model_cfg = base_model(spec, mesh, abstract=abstract)
     parts, params = trainable_parts(
-        graphdef, base_params, model_cfg, cfg.lora, cfg.seed, mesh, rules
+        graphdef, base_params, model_cfg, spec.lora, spec.seed, mesh, rules
     )
     shardings = state_shardings(params, tx, mesh, rules)
     if abstract:

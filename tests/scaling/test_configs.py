@@ -13,7 +13,7 @@ from c2s_jax.config_loading import load_config
 from c2s_jax.models import count_params
 from c2s_jax.plan.compiled import FIT_FRACTION, plan_compiled
 from c2s_jax.train.flops import peak_flops
-from c2s_jax.train.state import model_config
+from c2s_jax.train.state import ModelSpec
 
 CONFIGS = sorted((Path(__file__).parents[2] / "configs" / "scaling").glob("*.py"))
 # Per-chip memory each Gemma-2 and the 1B Pythia step must stay under, GiB: room for larger
@@ -42,7 +42,7 @@ def test_real_size_training_settings(path):
     assert accelerator.generation.hbm_gib == target.hbm_gib
     # The name the trainer's MFU looks the chip's peak up by, and JAX's name for the chip.
     assert peak_flops(target.chip) == peak_flops(accelerator.generation.device_kind)
-    model = model_config(cfg)
+    model = ModelSpec.from_config(cfg).model_config()
     assert (model.dtype, model.param_dtype) == ("bfloat16", "float32")
     assert model.remat != "none" and model.scan_layers
     assert cfg.data.source == "corpus"

@@ -5,7 +5,7 @@ import pytest
 from c2s_jax.errors import InputError
 from c2s_jax.scaling.results import non_embedding_params
 from c2s_jax.scaling.spec import axis, load_sweep
-from c2s_jax.train.state import model_config
+from c2s_jax.train.state import ModelSpec
 from tests.support.sweep_files import ROOT, write_sweep
 
 SIZES = """axis("size", points={
@@ -96,7 +96,7 @@ def test_shipped_ladders_span_30x_in_non_embedding_parameters(name, source, monk
     monkeypatch.chdir(ROOT)  # their base paths are relative to the repository root
     sweep = load_sweep(ROOT / "configs" / "sweeps" / f"{name}.py")
     configs = [sweep.member_config(m) for m in sweep.members]
-    sizes = {non_embedding_params(model_config(c)) for c in configs}
+    sizes = {non_embedding_params(ModelSpec.from_config(c).model_config()) for c in configs}
     assert len(sizes) >= 5 and max(sizes) / min(sizes) >= 30
     assert {c.model.name[:6] for c in configs} == {"gemma2"}
     assert {c.data.source for c in configs} == {source}

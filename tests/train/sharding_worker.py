@@ -16,7 +16,7 @@ from c2s_jax import parallel
 from c2s_jax.config_loading import load_config
 from c2s_jax.train.optimizer import optimizer_for
 from c2s_jax.train.packing import BATCH_KEYS
-from c2s_jax.train.state import create_train_state
+from c2s_jax.train.state import ModelSpec, create_train_state
 from c2s_jax.train.step import LossConfig, make_train_step
 from tests.support.training import TINY
 
@@ -29,7 +29,7 @@ def main() -> None:
     mesh = parallel.make_mesh(dict(cfg.mesh))
     rules = tuple(tuple(r) for r in cfg.rules)
     tx, schedule = optimizer_for(cfg.optimizer, cfg.train.steps)
-    state, parts, shardings = create_train_state(cfg, tx, mesh)
+    state, parts, shardings = create_train_state(ModelSpec.from_config(cfg), tx, mesh)
 
     # Every leaf of every optimizer-state tree shaped like the parameters (AdamW's two
     # moments): (its array's sharding, its parameter array's sharding).

@@ -55,12 +55,12 @@ def test_training_reads_the_task_mixture_of_its_config():
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
     from c2s_jax.corpus.records import read_metadata
-    from c2s_jax.train.data import batch_sources
+    from c2s_jax.train.data import DataSpec, batch_sources
 
     cfg = pbmc_train_config("data.task_weights={'cell_type_annotation': 1.0}")
     mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
     train_source, eval_source, tasks = batch_sources(
-        cfg, 4096, NamedSharding(mesh, PartitionSpec("data"))
+        DataSpec.from_config(cfg), 4096, NamedSharding(mesh, PartitionSpec("data"))
     )
     assert tasks == read_metadata(cfg.data.corpus_dir)["tasks"]
     annotation = tasks.index("cell_type_annotation")

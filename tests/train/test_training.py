@@ -51,7 +51,7 @@ def test_loss_falls_and_metrics_are_written(tiny_config, tmp_path):
 
 def test_lora_trains_adapters_only(tiny_config, tmp_path):
     from c2s_jax.train.optimizer import make_optimizer
-    from c2s_jax.train.state import create_train_state
+    from c2s_jax.train.state import ModelSpec, create_train_state
 
     cfg = tiny_config("lora.rank=4", "train.steps=10")
     result = train(cfg, tmp_path)
@@ -62,7 +62,7 @@ def test_lora_trains_adapters_only(tiny_config, tmp_path):
     opt_cfg = cfg.optimizer.copy_and_resolve_references()
     opt_cfg.total_steps = 10
     state, parts, _ = create_train_state(
-        cfg,
+        ModelSpec.from_config(cfg),
         make_optimizer(opt_cfg),
         jax.sharding.Mesh(
             np.asarray(jax.devices()[:1]).reshape(1, 1, 1), ("data", "fsdp", "tensor")
@@ -106,9 +106,9 @@ def test_a_step_keeps_bfloat16_parameters_and_moments_bfloat16(tiny_config):
     """Every leaf of the train state keeps its dtype through a step (a promoted moment
     would compile the step again and stop matching its checkpoints)."""
     from c2s_jax import parallel
-    from c2s_jax.train.data import batch_sources, to_global
+    from c2s_jax.train.data import DataSpec, batch_sources, to_global
     from c2s_jax.train.optimizer import optimizer_for
-    from c2s_jax.train.state import create_train_state
+    from c2s_jax.train.state import ModelSpec, create_train_state
     from c2s_jax.train.step import LossConfig, make_train_step
 
     cfg = tiny_config("model.overrides={'dtype': 'bfloat16', 'param_dtype': 'bfloat16'}")
@@ -116,8 +116,8 @@ def test_a_step_keeps_bfloat16_parameters_and_moments_bfloat16(tiny_config):
     rules = tuple(tuple(r) for r in cfg.rules)
     sharding = parallel.batch_sharding(mesh, rules)
     tx, schedule = optimizer_for(cfg.optimizer, cfg.train.steps)
-    state, parts, shardings = create_train_state(cfg, tx, mesh)
-    source, _, tasks = batch_sources(cfg, parts.config.vocab_size, sharding)
+    state, parts, shardings = create_train_state(ModelSpec.from_config(cfg), tx, mesh)
+    source, _, tasks = batch_sources(DataSpec.from_config(cfg), parts.config.vocab_size, sharding)
     loss_cfg = LossConfig(len(tasks), cfg.train.z_loss_weight, cfg.train.microbatches)
     step = make_train_step(parts, tx, schedule, loss_cfg, shardings, sharding, rules)
     before = [x.dtype for x in jax.tree.leaves(state)]

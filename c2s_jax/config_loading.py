@@ -4,6 +4,13 @@ An experiment is a Python file with `get_config() -> ml_collections.ConfigDict`.
 name an existing field by its dotted path; the value is parsed as a Python literal and
 checked against the field's type, so a typo or a wrong type fails with the key's name
 instead of running the wrong experiment.
+
+Why not ml_collections' `config_flags`: it is built on absl flags and finds overrides by
+reading `sys.argv`, where our CLI is argparse subcommands and bench scripts, tests and
+notebooks pass overrides as a list; and it hands a string field the raw text, so the
+quoted form used throughout our docs, `--config.data.corpus_dir='runs/x'`, would become
+the path `'runs/x'` with its quotes. Here a value is a Python literal or else a bare word,
+so quoted and bare strings agree, and a dict or tuple field takes a whole literal.
 """
 
 import ast

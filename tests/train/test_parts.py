@@ -39,19 +39,6 @@ def test_logical_axes_map_to_mesh_axes_once_and_only_where_they_divide():
     assert parallel.fitted_spec(P("fsdp", "tensor"), (8, 4), sizes) == P("fsdp", None)
 
 
-def test_overrides_are_typed_and_name_the_key():
-    cfg = load_config(
-        TINY, ["train.steps=7", "optimizer.learning_rate=1", "model.name=pythia_tiny"]
-    )
-    assert (cfg.train.steps, cfg.optimizer.learning_rate, cfg.model.name) == (7, 1.0, "pythia_tiny")
-    with pytest.raises(InputError, match="no key 'train.stepz'"):
-        load_config(TINY, ["train.stepz=7"])
-    with pytest.raises(InputError, match="train.steps=many: expected int"):
-        load_config(TINY, ["train.steps=many"])
-    with pytest.raises(InputError, match="no such config file"):
-        load_config("missing.py")
-
-
 def test_masked_loss_against_numpy():
     rng = np.random.default_rng(0)
     logits = rng.normal(size=(2, 5, 7))

@@ -8,6 +8,15 @@ inverse-transform fit, task names, corpus location). The
 trainer writes one at the end of a run under ``WORKDIR/exports/step_NNNNNNN``; anything
 that takes a bundle also takes the training workdir and uses its newest export, local or
 in an object store (``gs://``), whose bundle is first copied to a local cache.
+
+Why a folder of plain files around orbax's parameters rather than one orbax composite
+checkpoint: a composite stores each JSON item as ``ITEM/metadata`` (orbax 0.12) and has no
+handler for an opaque file, so the tokenizer would still sit beside it, and
+``model_config.json``, ``c2s_model.json`` and ``tokenizer.model`` would no longer be the
+files a person, SentencePiece or another tool opens. What a composite would add is
+already here: orbax writes the arrays (sharded, any mesh), steps are ``exports/step_N``
+with the newest found by :func:`newest_export`, and :func:`c2s_jax.run.finish.export_final`
+writes to ``gs://``.
 """
 
 from __future__ import annotations

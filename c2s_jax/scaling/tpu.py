@@ -22,7 +22,9 @@ from c2s_jax.scaling.local import MemberFailedError
 from c2s_jax.scaling.spec import Member, Sweep
 from c2s_jax.storage.json_lines import append_json_line
 
-# The launcher lives beside the package in a source checkout (pip install -e .).
+# The launcher lives beside the package in a source checkout (pip install -e .), not in
+# the wheel, on purpose: `launch setup` ships the committed tree (`git archive`) to every
+# TPU worker, so a sweep on a TPU starts from a git checkout whatever installs the package.
 REPO_ROOT = Path(c2s_jax.__file__).resolve().parents[1]
 
 

@@ -37,10 +37,12 @@ def test_sentences_writes_table_and_metadata(pbmc_file, pbmc_counts, tmp_path, c
     )
     assert status == 0
     table = pq.read_table(out).to_pandas()
-    assert list(table.columns) == ["cell_name", "cell_sentence", "cell_type", "tissue"]
+    columns = ["cell_name", "cell_sentence", "sentence_length", "cell_type", "tissue"]
+    assert list(table.columns) == columns
     assert len(table) == 700
     expected = cell_sentences(pbmc_counts, seed=3, top_k=50)
     assert table["cell_sentence"].tolist() == expected.sentences()
+    assert table["sentence_length"].tolist() == [len(s.split()) for s in expected.sentences()]
     assert table["cell_type"].tolist() == pbmc_counts.obs["cell_type"].tolist()
     meta = json.loads((tmp_path / "out" / "pbmc.meta.json").read_text())
     assert meta["options"]["top_k"] == 50 and meta["stats"]["n_cells_out"] == 700

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 import anndata
 import numpy as np
 import pandas as pd
+from numpy.dtypes import StringDType
+from pandas.api.types import union_categoricals
 
 from c2s_jax.corpus.config import DatasetSpec, SplitSpec
 from c2s_jax.corpus.perturbation import ControlPairs, pair_controls
@@ -51,13 +53,13 @@ class CellIndex:
 
     Attributes:
       symbols: [S] gene symbols; gene ids index into it.
-      cell_names: [cells] obs names.
+      cell_names: [cells] obs names (numpy StringDType).
       obs: the obs columns the tasks and the split read, one row per cell.
       vocabulary: symbols with their expressing-cell counts.
       stats: cells and genes kept, skipped and filtered.
       fit: the inverse-transform fit.
       target_sum: the normalize_total target of the fit.
-      lengths: [cells] int64 genes in each cell's sentence.
+      lengths: [cells] int32 genes in each cell's sentence.
       input_rows: [cells] int64 each cell's row in the input (empty cells are not cells).
     """
 
@@ -73,6 +75,53 @@ class CellIndex:
 
     def __len__(self) -> int:
         return len(self.cell_names)
+
+
+# What DatasetCells._only_value gives for a field with several values in a split.
+_VARIES = object()
+
+
+class Labels:
+    """[cells] text values of one obs field, held as small integer codes into the distinct
+    values: one or two bytes per cell, where an object array takes eight plus a pointer
+    chase per value, which at millions of cells is most of a corpus build's memory.
+
+    Indexing reads like the object array it replaces: one cell gives its str (None where
+    missing); an array of cells gives an [n] object array.
+
+    Attributes:
+      codes: [cells] signed ints; -1 marks a missing value.
+      texts: [distinct + 1] object: the distinct values, then None (which code -1 takes).
+    """
+
+    def __init__(self, codes: np.ndarray, texts: np.ndarray):
+        self.codes, self.texts = codes, texts
+
+    @classmethod
+    def from_column(cls, column: pd.Series) -> "Labels":
+        """The labels of an obs column (any dtype; values become str)."""
+        if isinstance(column.dtype, pd.CategoricalDtype):  # its codes already (no copy)
+            codes, uniques = column.cat.codes.to_numpy(), column.cat.categories
+        else:
+            codes, uniques = pd.factorize(column, use_na_sentinel=True)
+        texts = np.array([str(v) for v in uniques] + [None], object)
+        return cls(codes.astype(np.min_scalar_type(-len(texts)), copy=False), texts)
+
+    @classmethod
+    def constant(cls, n_cells: int, text: str) -> "Labels":
+        """`text` for every one of `n_cells` cells."""
+        return cls(np.zeros(n_cells, np.int8), np.array([text, None], object))
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, cells):
+        return self.texts[self.codes[cells]]
+
+    def distinct(self) -> list[str]:
+        """The values some cell has (missing left out), in the order of their codes."""
+        seen = np.bincount(self.codes + 1, minlength=len(self.texts))[1:] > 0
+        return [str(t) for t, present in zip(self.texts[:-1], seen, strict=False) if present]
 
 
 class GeneStore:
@@ -145,10 +194,10 @@ class DatasetCells:
       spec: the dataset's config entry.
       sentences: its cells (obs, lengths, vocabulary, fit), without their genes.
       store: the ranked genes of the cells held (every expressed gene of each).
-      fields: template field -> [cells] object array of str (None where missing).
+      fields: template field -> the [cells] labels of that field (None where missing).
       split: [cells] int8 split ids (splits.SPLIT_IDS).
       cells_by_split: split id -> [n] int64 cells.
-      group_of_cell: [cells] int64 multi-cell group ids (all 0 without group_keys).
+      group_of_cell: [cells] int32 multi-cell group ids (all 0 without group_keys).
       neighbors: [cells, k] int64 nearest spatial neighbors (None without coordinates).
       controls: perturbation pairing (None without a perturbation column).
       description: the dataset's study description from uns (None if absent).
@@ -158,7 +207,7 @@ class DatasetCells:
     spec: DatasetSpec
     sentences: CellIndex
     store: GeneStore
-    fields: dict[str, np.ndarray]
+    fields: dict[str, Labels]
     split: np.ndarray
     cells_by_split: dict[int, np.ndarray]
     group_of_cell: np.ndarray
@@ -179,21 +228,59 @@ class DatasetCells:
     def cells_matching(self, split: int, values: Mapping[str, str]) -> np.ndarray:
         """[n] int64 cells of a split whose fields equal all of `values` (sorted).
 
-        Each combination of fields is indexed once per split, so a lookup costs the
-        cells it returns, not the dataset.
+        A field with one value over the whole split (an atlas of one organism) does not
+        divide it, so it costs nothing; the cells are grouped by the other fields once
+        per split, so a lookup costs the cells it returns, not the dataset.
         """
-        fields = tuple(sorted(values))
-        key = (split, fields)
+        varying = []
+        for field in sorted(values):
+            only = self._only_value(split, field)
+            if only is _VARIES:
+                varying.append(field)
+            elif only != values[field]:
+                return np.zeros(0, np.int64)
+        if not varying:
+            return self.cells_by_split[split]
+        cells, spans = self._grouped(split, tuple(varying))
+        first, stop = spans.get(tuple(values[f] for f in varying), (0, 0))
+        return cells[first:stop]
+
+    def _only_value(self, split: int, field: str):
+        """The value every cell of the split has in `field` (None: all missing), or
+        _VARIES."""
+        key = ("only", split, field)
+        if key not in self._index:
+            codes = self.fields[field].codes[self.cells_by_split[split]]
+            same = len(codes) > 0 and codes.min() == codes.max()
+            self._index[key] = self.fields[field].texts[codes[0]] if same else _VARIES
+        return self._index[key]
+
+    def _grouped(self, split: int, fields: tuple[str, ...]):
+        """(the split's cells ordered by their values of `fields`, then by cell; value
+        tuple -> (first, stop) of its cells in that order), built once per split."""
+        key = ("grouped", split, fields)
         if key not in self._index:
             cells = self.cells_by_split[split]
-            frame = pd.DataFrame({f: self.fields[f][cells] for f in fields})
-            groups = frame.groupby(list(fields), sort=False, dropna=True).indices
-            self._index[key] = {
-                (v if isinstance(v, tuple) else (v,)): cells[np.asarray(rows)]
-                for v, rows in groups.items()
-            }
-        wanted = tuple(values[f] for f in fields)
-        return self._index[key].get(wanted, np.zeros(0, np.int64))
+            labels = [self.fields[f] for f in fields]
+            # One int64 per cell: the fields' codes (missing -1 shifted to 0) in mixed radix.
+            combined = np.zeros(len(cells), np.int64)
+            for label in labels:
+                combined *= len(label.texts)
+                combined += label.codes[cells] + 1
+            order = np.argsort(combined, kind="stable")
+            combined = combined[order]
+            starts = np.flatnonzero(np.diff(combined, prepend=-1))
+            stops = np.append(starts[1:], len(combined))
+            spans = {}
+            for first, stop in zip(starts.tolist(), stops.tolist(), strict=True):
+                value, texts = int(combined[first]), []
+                for label in reversed(labels):
+                    value, code = divmod(value, len(label.texts))
+                    texts.append(label.texts[code - 1])
+                if None not in texts:  # a cell missing any field matches no request
+                    spans[tuple(reversed(texts))] = (first, stop)
+            self._index[key] = (cells[order], spans)
+        return self._index[key]
 
     def cells_of_group(self, split: int, group: int) -> np.ndarray:
         """[n] int64 cells of a split in multi-cell group `group` (sorted); the split's
@@ -211,7 +298,7 @@ class DatasetCells:
         """The distinct values of a field over all cells, sorted."""
         key = ("labels", field)
         if key not in self._index:
-            self._index[key] = sorted({str(v) for v in pd.unique(self.fields[field]) if v})
+            self._index[key] = sorted(v for v in self.fields[field].distinct() if v)
         return self._index[key]
 
 
@@ -253,24 +340,24 @@ def load_dataset(
     for field, attribute in {**CONDITION_FIELDS, "description": "description_key"}.items():
         column = getattr(spec, attribute)
         if column:
-            fields[field] = _text_column(obs[column])
+            fields[field] = Labels.from_column(obs[column])
     if "organism" not in fields and spec.organism:
-        fields["organism"] = np.full(len(sentences), spec.organism, object)
+        fields["organism"] = Labels.constant(len(sentences), spec.organism)
     for field, column in (("dose", spec.dose_key), ("time", spec.time_key)):
         if column:
-            fields[field] = _text_column(obs[column])
+            fields[field] = Labels.from_column(obs[column])
     if spec.perturbation_type_key:
-        fields["perturbation_type"] = _text_column(obs[spec.perturbation_type_key])
+        fields["perturbation_type"] = Labels.from_column(obs[spec.perturbation_type_key])
     elif spec.perturbation_key:
-        fields["perturbation_type"] = np.full(len(sentences), spec.perturbation_type, object)
+        fields["perturbation_type"] = Labels.constant(len(sentences), spec.perturbation_type)
     split = assign_splits(
         obs, split_spec.by, split_spec.fractions, seed, spec.name, split_spec.held_out
     )
     if spec.group_keys:
         group_of_cell = obs.groupby(list(spec.group_keys), sort=True, observed=True, dropna=False)
-        group_of_cell = group_of_cell.ngroup().to_numpy().astype(np.int64)
+        group_of_cell = group_of_cell.ngroup().to_numpy().astype(np.int32)
     else:
-        group_of_cell = np.zeros(len(sentences), np.int64)
+        group_of_cell = np.zeros(len(sentences), np.int32)
     controls = None
     if spec.perturbation_key:
         values = obs[spec.perturbation_key].astype(str)
@@ -335,17 +422,20 @@ def _matrix_cells(
         stream = SentenceStream(
             [adata], options, _obs_keys(spec, split_spec), progress=False, rank=all_genes
         )
-        chunks = list(stream)
-    index = CellIndex(
-        symbols=chunks[0].symbols if chunks else np.zeros(0, str),
-        cell_names=_joined(chunks, "cell_names", np.zeros(0, str)),
-        obs=pd.concat([c.obs for c in chunks], ignore_index=True) if chunks else pd.DataFrame(),
+        cells = _IndexParts()
+        gene_ids: list[np.ndarray] = []
+        symbols = np.zeros(0, str)
+        for chunk in stream:  # each chunk is compacted and dropped as it comes
+            symbols = chunk.symbols
+            cells.add(chunk.cell_names, chunk.obs, np.diff(chunk.indptr), chunk.rows)
+            if all_genes:
+                gene_ids.append(chunk.gene_ids)
+    index = cells.index(
+        symbols=symbols,
         vocabulary=stream.vocabulary,
         stats=stream.stats,
         fit=stream.inverse_fit(),
         target_sum=stream.target_sum(),
-        lengths=_chunk_lengths(chunks),
-        input_rows=_joined(chunks, "rows", np.zeros(0, np.int64)),
     )
     # Later reads know the input's scale and have warned about its shape already.
     fetch_options = dataclasses.replace(options, normalize=not index.stats.normalized_input)
@@ -358,7 +448,9 @@ def _matrix_cells(
 
     store = GeneStore(read, index)
     if all_genes:
-        store.hold_all(*_ranked(chunks))
+        indptr = np.zeros(len(index) + 1, np.int64)
+        np.cumsum(index.lengths, out=indptr[1:])
+        store.hold_all(np.concatenate(gene_ids) if gene_ids else np.zeros(0, np.int32), indptr)
     return index, store
 
 
@@ -374,40 +466,83 @@ def _table_cells(
                 "already, without coordinates or uns)"
             )
     table = SentenceTable(spec.path)
-    names, frames, lengths = [], [], []
-    for batch_names, obs, batch_lengths in table.scan(_obs_keys(spec, split_spec), chunk_size):
-        names.append(batch_names)
-        frames.append(obs)
-        lengths.append(batch_lengths)
-    index = CellIndex(
+    cells = _IndexParts()
+    first = 0
+    for names, obs, lengths in table.scan(_obs_keys(spec, split_spec), chunk_size):
+        cells.add(names, obs, lengths, np.arange(first, first + len(names)))
+        first += len(names)
+    index = cells.index(
         symbols=table.symbols,
-        cell_names=np.concatenate(names) if names else np.zeros(0, str),
-        obs=pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(),
         vocabulary=table.vocabulary,
         stats=table.stats,
         fit=table.fit,
         target_sum=table.target_sum,
-        lengths=np.concatenate(lengths) if lengths else np.zeros(0, np.int64),
-        input_rows=np.arange(sum(len(n) for n in names), dtype=np.int64),
     )
     return index, GeneStore(table.genes, index)
 
 
-def _joined(chunks: list, name: str, empty: np.ndarray) -> np.ndarray:
-    return np.concatenate([getattr(c, name) for c in chunks]) if chunks else empty
+class _IndexParts:
+    """A CellIndex's per-cell columns, gathered chunk by chunk in compact form: names as
+    numpy's variable-width strings (16 bytes per short name, where a fixed-width str array
+    takes 4 per character of the longest), text obs columns as categoricals, lengths as
+    int32, so the chunks themselves need not be kept until the end."""
+
+    def __init__(self):
+        self.names: list[np.ndarray] = []
+        self.frames: list[pd.DataFrame] = []
+        self.lengths: list[np.ndarray] = []
+        self.rows: list[np.ndarray] = []
+
+    def add(self, names: np.ndarray, obs: pd.DataFrame, lengths, rows) -> None:
+        """One chunk's [n] names, obs rows, sentence lengths and input rows."""
+        self.names.append(np.asarray(names, dtype=StringDType()))
+        self.frames.append(obs.apply(_as_category) if len(obs.columns) else obs)
+        self.lengths.append(np.asarray(lengths, np.int32))
+        self.rows.append(np.asarray(rows, np.int64))
+
+    def index(self, **facts) -> CellIndex:
+        """The CellIndex of every chunk added, with the dataset-wide `facts`."""
+        return CellIndex(
+            cell_names=_joined(self.names, np.zeros(0, StringDType())),
+            obs=_joined_obs(self.frames),
+            lengths=_joined(self.lengths, np.zeros(0, np.int32)),
+            input_rows=_joined(self.rows, np.zeros(0, np.int64)),
+            **facts,
+        )
 
 
-def _chunk_lengths(chunks: list) -> np.ndarray:
-    lengths = [np.diff(c.indptr) for c in chunks]
-    return np.concatenate(lengths).astype(np.int64) if lengths else np.zeros(0, np.int64)
+def _as_category(column: pd.Series) -> pd.Series:
+    """Text columns as categoricals (a code per cell); numbers and booleans as they are."""
+    if isinstance(column.dtype, pd.CategoricalDtype) or column.dtype.kind in "biuf":
+        return column
+    return column.astype("category")
+
+
+def _joined_obs(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """The chunks' obs as one frame; a categorical column stays categorical (its
+    categories united) where a plain concat of differing categories gives objects."""
+    if not frames:
+        return pd.DataFrame()
+    joined = {}
+    for column in frames[0].columns:
+        parts = [f[column] for f in frames]
+        if all(isinstance(p.dtype, pd.CategoricalDtype) for p in parts):
+            joined[column] = pd.Series(union_categoricals(parts, ignore_order=True))
+        else:
+            joined[column] = pd.concat(parts, ignore_index=True)
+    return pd.DataFrame(joined, columns=frames[0].columns)
+
+
+def _joined(parts: list[np.ndarray], empty: np.ndarray) -> np.ndarray:
+    return np.concatenate(parts) if parts else empty
 
 
 def _ranked(chunks: list) -> tuple[np.ndarray, np.ndarray]:
     """(gene_ids, indptr) of ranked chunks, joined."""
-    indptr = np.zeros(1 + sum(len(c.cell_names) for c in chunks), np.int64)
-    np.cumsum(_chunk_lengths(chunks), out=indptr[1:])
-    gene_ids = _joined(chunks, "gene_ids", np.zeros(0, np.int32))
-    return gene_ids, indptr
+    lengths = _joined([np.diff(c.indptr) for c in chunks], np.zeros(0, np.int64))
+    indptr = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    return _joined([c.gene_ids for c in chunks], np.zeros(0, np.int32)), indptr
 
 
 def open_dataset(spec: DatasetSpec) -> anndata.AnnData | str:
@@ -417,16 +552,6 @@ def open_dataset(spec: DatasetSpec) -> anndata.AnnData | str:
     if spec.spatial_key or spec.description_uns_key:
         return read_anndata(spec.path, backed="r")
     return spec.path
-
-
-def _text_column(column: pd.Series) -> np.ndarray:
-    """[cells] object array of str, None where the value is missing.
-
-    Distinct values are converted once, so a column of millions of cells with a handful of
-    labels costs a take, not a Python loop."""
-    codes, uniques = pd.factorize(column, use_na_sentinel=True)
-    texts = np.array([str(v) for v in uniques] + [None], object)
-    return texts[codes]  # code -1 (missing) takes the trailing None
 
 
 def _neighbors(adata, spec: DatasetSpec, sentences: CellIndex, k: int) -> np.ndarray:

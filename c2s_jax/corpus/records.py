@@ -453,7 +453,9 @@ def _write_cells(datasets: list[DatasetCells], path: Path) -> None:
                             np.zeros(len(rows), np.int32), name
                         ),
                         "cell_index": rows.astype(np.int64),
-                        "cell_name": pa.array(d.sentences.cell_names[rows].astype(str)),
+                        "cell_name": pa.array(
+                            d.sentences.cell_names[rows].astype(object), pa.string()
+                        ),
                         "split": pa.DictionaryArray.from_arrays(
                             d.split[rows].astype(np.int32), splits
                         ),

@@ -56,15 +56,21 @@ def assign_splits(
         group_of_cell = group_of_cell.to_numpy()
         group_sizes = np.bincount(group_of_cell, minlength=int(group_of_cell.max()) + 1)
         group_split = _fill_by_deficit(group_sizes, shares, seed)
+        splits = group_split[group_of_cell]
     else:
-        # Cells one by one: cut a random order at the cumulative shares.
-        group_of_cell = np.arange(n_cells)
+        # Cells one by one: cut a random order at the cumulative shares. Position p of the
+        # order goes to the number of bounds below p + 0.5 (at most 2), so each split is a
+        # run of positions; filled run by run, with no per-cell temporaries beyond the order.
         order = np.random.default_rng(seed).permutation(n_cells)
         bounds = np.cumsum(shares) * n_cells
+        cuts = np.clip(np.floor(bounds - 0.5).astype(np.int64) + 1, 0, n_cells)
         group_split = np.empty(n_cells, np.int8)
-        group_split[order] = np.minimum(np.searchsorted(bounds, np.arange(n_cells) + 0.5), 2)
+        first = 0
+        for split_id, stop in enumerate([*cuts[:2].tolist(), n_cells]):
+            group_split[order[first:stop]] = split_id
+            first = max(first, stop)
+        splits = group_split
     n_groups = len(group_split)
-    splits = group_split[group_of_cell]
     for name, split_id in SPLIT_IDS.items():
         if fractions.get(name, 0.0) > 0 and not (splits == split_id).any():
             unit = f"groups of {list(by)}" if by else "cells"

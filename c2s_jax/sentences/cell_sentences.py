@@ -35,7 +35,7 @@ from c2s_jax.sentences.vocabulary import GeneVocabulary
 
 log = logging.getLogger(__name__)
 
-RESERVED_COLUMNS = ("cell_name", "cell_sentence")
+RESERVED_COLUMNS = ("cell_name", "cell_sentence", "sentence_length")
 # Cell ordinals are salted with the input's position so two files never share tie-breaks.
 _FILE_SALT_SHIFT = 40
 

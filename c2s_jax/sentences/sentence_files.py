@@ -1,6 +1,7 @@
 """Cell sentences on disk: a Parquet table plus a JSON metadata file beside it.
 
-The table has one row per cell: `cell_name`, `cell_sentence` and the requested obs columns.
+The table has one row per cell: `cell_name`, `cell_sentence`, `sentence_length` (its genes,
+so a reader that needs only lengths never splits a sentence) and the requested obs columns.
 The metadata holds what later stages must not guess: options, vocabulary, the
 normalization target and the inverse fit. Both files are written atomically, table first,
 so a metadata file always describes a complete table.
@@ -157,7 +158,11 @@ def _chunk_table(chunk: SentenceChunk) -> pa.Table:
     sentences = pa.StringArray.from_buffers(
         len(chunk.cell_names), pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(text)
     )
-    columns = {"cell_name": pa.array(chunk.cell_names, pa.string()), "cell_sentence": sentences}
+    columns = {
+        "cell_name": pa.array(chunk.cell_names, pa.string()),
+        "cell_sentence": sentences,
+        "sentence_length": pa.array(np.diff(chunk.indptr).astype(np.int32)),
+    }
     for name in chunk.obs.columns:
         columns[str(name)] = _obs_array(chunk.obs[name])
     return pa.table(columns)

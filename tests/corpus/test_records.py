@@ -216,6 +216,14 @@ def test_a_sentence_table_builds_the_same_corpus_as_its_source(tmp_path):
         read_metadata(out)["datasets"]["pbmc68k"]["genes"]
         == (read_metadata(pbmc_corpus())["datasets"]["pbmc68k"]["genes"])
     )
+    # A table written before sentence lengths were stored: lengths counted from the text.
+    import pyarrow.parquet as pq
+
+    older = pq.read_table(table).drop_columns(["sentence_length"])
+    pq.write_table(older, table, row_group_size=100)
+    older_out = scratch_dir() / "older_table"
+    build_corpus(corpus_spec(config), older_out, progress=False)
+    assert shard_digests(older_out) == shard_digests(pbmc_corpus())
 
     config.datasets[0]["group_keys"] = ("batch",)
     with pytest.raises(InputError, match=r"no obs column \['batch'\].*--obs"):

@@ -496,7 +496,9 @@ class _IndexParts:
     def add(self, names: np.ndarray, obs: pd.DataFrame, lengths, rows) -> None:
         """One chunk's [n] names, obs rows, sentence lengths and input rows."""
         self.names.append(np.asarray(names, dtype=StringDType()))
-        self.frames.append(obs.apply(_as_category) if len(obs.columns) else obs)
+        if not all(_is_compact(obs[c]) for c in obs.columns):
+            obs = obs.apply(lambda c: c if _is_compact(c) else c.astype("category"))
+        self.frames.append(obs)
         self.lengths.append(np.asarray(lengths, np.int32))
         self.rows.append(np.asarray(rows, np.int64))
 
@@ -511,11 +513,9 @@ class _IndexParts:
         )
 
 
-def _as_category(column: pd.Series) -> pd.Series:
-    """Text columns as categoricals (a code per cell); numbers and booleans as they are."""
-    if isinstance(column.dtype, pd.CategoricalDtype) or column.dtype.kind in "biuf":
-        return column
-    return column.astype("category")
+def _is_compact(column: pd.Series) -> bool:
+    """A categorical, number or boolean column (text columns become categoricals)."""
+    return isinstance(column.dtype, pd.CategoricalDtype) or column.dtype.kind in "biuf"
 
 
 def _joined_obs(frames: list[pd.DataFrame]) -> pd.DataFrame:

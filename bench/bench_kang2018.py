@@ -19,7 +19,7 @@ The recipe, on the embedded Kang 2018 data (nothing downloaded; needs the data w
 The table gives mean ± std over seeds and, per metric, on how many seeds the model beats
 each baseline.
 
-    .venv/bin/python bench/bench_kang2018.py [--seeds 3] [--steps 300] [--train-examples 8000]
+    .venv/bin/python bench/bench_kang2018.py [--seeds 3] [--steps 600] [--train-examples 8000]
         [--cells 100] [--annotation-cells 200] [--print-only]
 """
 
@@ -219,7 +219,7 @@ def markdown(runs: list[dict], args: argparse.Namespace) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="training seeds")
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--train-examples", type=int, default=8000)
     parser.add_argument("--cells", type=int, default=100, help="control cells per held-out type")
     parser.add_argument("--annotation-cells", type=int, default=200)

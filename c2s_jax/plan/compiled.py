@@ -513,12 +513,13 @@ def _abstract_policy(cfg, mesh, rules, model_cfg):
 
     from c2s_jax.models.parts import param_shardings, with_shardings
     from c2s_jax.models.registry import abstract_model
-    from c2s_jax.train.state import ModelSpec, base_model, trainable_parts
+    from c2s_jax.train.state import LoraSpec, ModelSpec, base_model, trainable_parts
 
-    spec = ModelSpec.from_config(cfg)
+    # A GRPO config names its model by a bundle (model_cfg given) and has no config.model.
     if model_cfg is None:
-        graphdef, base, model_cfg = base_model(spec, mesh, abstract=True)
+        graphdef, base, model_cfg = base_model(ModelSpec.from_config(cfg), mesh, abstract=True)
     else:
         graphdef, shapes = nnx.split(abstract_model(model_cfg), nnx.Param)
         base = with_shardings(shapes, param_shardings(shapes, mesh, rules))
-    return trainable_parts(graphdef, base, model_cfg, spec.lora, spec.seed, mesh, rules)
+    lora = LoraSpec.from_config(cfg.lora)
+    return trainable_parts(graphdef, base, model_cfg, lora, cfg.seed, mesh, rules)

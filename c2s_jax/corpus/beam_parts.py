@@ -6,7 +6,8 @@ Every example is still a function of (seed, split, index), so the records are th
 single process writes; TFDS orders them by the hash of their index in both cases. Each
 worker counts the datasets' cells once (the same pass a single-process build makes), then
 reads the genes of one bundle's cells at a time. Counts of truncated, dropped and redrawn
-examples are summed across workers into the part's counts.
+examples are summed across workers into the part's counts (the longest record's length
+takes the largest).
 """
 
 import collections
@@ -93,9 +94,11 @@ def part_examples(
 
 
 def _sum_counts(counts: Sequence[dict]) -> dict:
+    from c2s_jax.corpus.records import add_counts
+
     total = collections.Counter()
     for count in counts:
-        total.update(count)
+        add_counts(total, count)
     return dict(total)
 
 

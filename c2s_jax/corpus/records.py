@@ -4,8 +4,9 @@
 
   out/corpus.json       config, task list (ids), split sizes, per-task example counts,
                         tokenizer (path, sha256, family, pre-tokenized or text), counters
-                        (truncated, dropped, skipped draws) and, per dataset, its gene list,
-                        vocabulary counts, inverse-transform fit and normalize_total target
+                        (truncated, dropped, skipped draws, longest record per split) and,
+                        per dataset, its gene list, vocabulary counts, inverse-transform
+                        fit and normalize_total target
   out/cells.parquet     dataset, cell index, cell name and split of every cell
   out/tokenizer/        the gene-aware tokenizer, when the config trains one
   out/records/corpus_records/partNNNNN/1.0.0/   one TFDS dataset per part, ArrayRecord
@@ -26,7 +27,7 @@ import json
 import logging
 import math
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -204,6 +205,8 @@ class CorpusWriter:
             if record is not None:
                 counts[f"{split}/{record['task']}"] += 1
                 counts[f"{split} tokens"] += len(record["tokens"])
+                longest = longest_key(split)
+                counts[longest] = max(counts[longest], len(record["tokens"]))
                 yield index, record
 
     def _indices(self, split: str, part: int) -> range:
@@ -261,7 +264,7 @@ class CorpusWriter:
             )
         if beam is not None:
             for path in counts_files.values():
-                counts.update(json.loads(path.read_text()))
+                add_counts(counts, json.loads(path.read_text()))
                 path.unlink()
         for split in split_names:
             if not any(k.startswith(f"{split}/") for k in counts):
@@ -271,6 +274,20 @@ class CorpusWriter:
                 )
         write_text_atomic(counts_path, json.dumps(dict(sorted(counts.items())), indent=1))
         return dict(counts)
+
+
+def longest_key(split: str) -> str:
+    """The counts key of the tokens of a split's longest record (BOS and EOS included):
+    what training rows must hold (`config.data.seq_len` + 1) to take every record whole."""
+    return f"{split} longest record (tokens)"
+
+
+def add_counts(total: collections.Counter, more: Mapping[str, int]) -> None:
+    """Adds the counts of one part (or one worker's share) into `total`: every count sums,
+    except the longest-record lengths (`longest_key`), which take the larger."""
+    longest = {longest_key(split) for split in SPLITS}
+    for key, value in more.items():
+        total[key] = max(total[key], value) if key in longest else total[key] + value
 
 
 def n_parts(spec: CorpusSpec) -> int:
@@ -323,7 +340,7 @@ def build_corpus(
     counts = collections.Counter()
     records_dir = out / RECORDS_DIR
     for part in range(n_parts(spec)):
-        counts.update(writer.write_part(records_dir, part, recipe, beam_options))
+        add_counts(counts, writer.write_part(records_dir, part, recipe, beam_options))
     meta = _metadata(spec, factory, datasets, tokenizer, out, counts, equivalence, efficiency)
     write_text_atomic(out / CORPUS_JSON, json.dumps(meta, indent=1))
     _write_cells(datasets, out / CELLS_PARQUET)

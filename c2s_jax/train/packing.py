@@ -15,13 +15,10 @@ answer tokens), `segment_ids` = the example's 1-based slot in the row, `position
 0..L-2 and `task_id` = its task. Padding has segment id 0 and zeros elsewhere.
 """
 
-import logging
 from typing import Any
 
 import grain
 import numpy as np
-
-log = logging.getLogger(__name__)
 
 BATCH_KEYS = ("tokens", "targets", "loss_mask", "segment_ids", "positions", "task_id")
 
@@ -108,7 +105,6 @@ class PackedBatchIterator(grain.DatasetIterator):
         self._emitted = 0
         self._examples: list[dict] = []
         self._batches: list[list[list[int]]] = []
-        self._warned_truncation = False
 
     def __next__(self) -> dict[str, np.ndarray]:
         if self._emitted == len(self._batches):
@@ -133,19 +129,12 @@ class PackedBatchIterator(grain.DatasetIterator):
             except StopIteration:
                 break
             if len(example["tokens"]) > config.seq_len + 1:
-                keep = config.seq_len + 1
-                if not self._warned_truncation:
-                    # Once per iterator: the corpus was built for longer rows than these.
-                    log.warning(
-                        "an example of %d tokens is longer than config.data.seq_len=%d rows: "
-                        "its start (prompt context) is dropped; set config.data.seq_len to "
-                        "the corpus's seq_len (corpus.json) to train on whole examples",
-                        len(example["tokens"]),
-                        config.seq_len,
-                    )
-                    self._warned_truncation = True
-                example = {**example, "tokens": example["tokens"][-keep:]}
-                example["loss_mask"] = example["loss_mask"][-keep:]
+                # host_batches checks corpus.json's longest record first; a record longer
+                # than it claims means the records and corpus.json disagree.
+                raise ValueError(
+                    f"a record of {len(example['tokens'])} tokens does not fit rows of "
+                    f"{config.seq_len} positions; corpus.json's longest record says it should"
+                )
             self._examples.append(example)
         lengths = np.array([len(e["tokens"]) - 1 for e in self._examples], np.int64)
         rows = pack_rows(lengths, config.seq_len) if len(lengths) else []

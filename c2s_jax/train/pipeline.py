@@ -31,7 +31,7 @@ import numpy as np
 from absl import flags
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from c2s_jax.corpus.records import data_source, read_metadata
+from c2s_jax.corpus.records import data_source, longest_key, read_metadata
 from c2s_jax.errors import InputError
 from c2s_jax.train.packing import BATCH_KEYS, PackedBatchDataset
 
@@ -135,6 +135,21 @@ def _task_mixture(
     return grain.MapDataset.mix(parts, shares)
 
 
+def _check_rows_hold_records(meta: dict, split: str, seq_len: int) -> None:
+    """Refuses rows too short for the split's longest record: a cut record would lose its
+    prompt's start, and training would quietly learn from a different task."""
+    longest = meta["counts"].get(longest_key(split))
+    # Corpora built before the longest record was counted: their seq_len bounds it.
+    bound = "longest record" if longest is not None else "records (at most its seq_len)"
+    longest = longest if longest is not None else meta["seq_len"]
+    # A row of seq_len positions holds seq_len + 1 tokens: inputs and their next token.
+    if longest > seq_len + 1:
+        raise InputError(
+            f"config.data.seq_len={seq_len} is too short for the corpus's {split} {bound}: "
+            f"{longest} tokens (corpus.json) need config.data.seq_len >= {longest - 1}"
+        )
+
+
 def host_batches(
     corpus_dir: str | Path,
     split: str,
@@ -157,6 +172,7 @@ def host_batches(
             f"batch size {options.batch_size} must divide evenly among {process_count} hosts"
         )
     meta = read_metadata(corpus_dir)
+    _check_rows_hold_records(meta, split, options.seq_len)
     task_ids = {task: i for i, task in enumerate(meta["tasks"])}
     source = data_source(corpus_dir, split)
     if options.task_weights is None:

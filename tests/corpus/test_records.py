@@ -78,7 +78,7 @@ def test_another_config_in_the_same_folder_is_refused():
 
 def test_long_examples_lose_context_genes_never_answers():
     out = scratch_dir() / "short"
-    config = small_config(seq_len=400)
+    config = small_config(seq_len=160)
     config.examples = dict(train=120, validation=20, test=20)
     meta = build_corpus(corpus_spec(config), out, progress=False)
     assert meta["counts"]["truncated to seq_len"] > 0
@@ -86,7 +86,7 @@ def test_long_examples_lose_context_genes_never_answers():
     tokenizer = Tokenizer(out / meta["tokenizer"]["path"], "c2s")
     for i in range(len(source)):
         record = source[i]
-        assert len(record["tokens"]) <= 400
+        assert len(record["tokens"]) <= 160
         assert tokenizer.decode(record["tokens"][record["loss_mask"] == 1]).endswith(".")
 
 

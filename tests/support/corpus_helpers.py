@@ -19,6 +19,7 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 from c2s_jax.config_loading import load_config
 from c2s_jax.corpus.config import corpus_spec
 from c2s_jax.corpus.records import TASK_INDEX_SUFFIX, build_corpus
+from c2s_jax.demo import CORPUS_OVERRIDES
 
 PBMC_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "corpus" / "pbmc68k_multitask.py"
 SHIFTED_GENE = {"KO_A": "GENE5", "KO_B": "GENE7"}
@@ -42,9 +43,14 @@ def shard_digests(corpus: Path) -> dict[str, str]:
     return {str(p.relative_to(corpus)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
+# The main job's corpus shapes (all but its size): what the tests' models train on.
+MAIN_JOB_SHAPES = tuple(o for o in CORPUS_OVERRIDES if not o.startswith("examples="))
+
+
 def small_config(**overrides) -> ml_collections.ConfigDict:
-    """The pbmc68k multi-task config, shrunk for tests, with `key=value` overrides."""
-    config = load_config(PBMC_CONFIG)
+    """The pbmc68k multi-task config in the main job's shapes (short sentences, rows of 256
+    tokens), shrunk for tests, with `key=value` overrides."""
+    config = load_config(PBMC_CONFIG, list(MAIN_JOB_SHAPES))
     config.examples = dict(train=600, validation=80, test=80)
     config.examples_per_part = 400
     config.tokenizer.training_examples = 300

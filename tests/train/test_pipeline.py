@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh, PartitionSpec
 
-from c2s_jax.corpus.records import data_source, read_metadata, task_index
+from c2s_jax.corpus.records import data_source, longest_key, read_metadata, task_index
 from c2s_jax.errors import InputError
 from c2s_jax.train.packing import BATCH_KEYS, pack_rows
 from c2s_jax.train.pipeline import CorpusLoader, LoaderOptions, host_batches
 from tests.support.corpus_helpers import pbmc_corpus
 
-OPTIONS = LoaderOptions(batch_size=4, seq_len=2048, seed=3, pack_window=256)
+OPTIONS = LoaderOptions(batch_size=4, seq_len=1024, seed=3, pack_window=256)
 
 
 def _segments(batch: dict):
@@ -40,7 +40,7 @@ def test_packed_batches_shift_targets_within_each_example():
     bos = read_metadata(corpus)["tokenizer"]["bos_id"]
     batch = next(iter(host_batches(corpus, "train", OPTIONS, 0, 1)))
     assert set(batch) == set(BATCH_KEYS)
-    assert all(v.shape == (4, 2048) and v.dtype == np.int32 for v in batch.values())
+    assert all(v.shape == (4, 1024) and v.dtype == np.int32 for v in batch.values())
     starts = 0
     for row, start, end in _segments(batch):
         tokens, targets = batch["tokens"][row, start:end], batch["targets"][row, start:end]
@@ -58,18 +58,20 @@ def test_packed_batches_shift_targets_within_each_example():
     )
 
 
-def test_rows_shorter_than_an_example_keep_its_answer_and_say_so(caplog):
-    """An example longer than the rows keeps its last seq_len + 1 tokens (the answer ends
-    it) and the cut is logged once, naming config.data.seq_len."""
-    short = LoaderOptions(batch_size=4, seq_len=16, seed=3, pack_window=32)
-    with caplog.at_level("WARNING", logger="c2s_jax.train.packing"):
-        batches = iter(host_batches(pbmc_corpus(), "train", short, 0, 1))
-        first, second = next(batches), next(batches)
-    cuts = [r for r in caplog.records if "config.data.seq_len=16" in r.getMessage()]
-    assert len(cuts) == 1
-    for batch in (first, second):
-        for row, start, end in _segments(batch):
-            assert end - start <= 16 and batch["loss_mask"][row, end - 1] == 1
+def test_rows_shorter_than_the_longest_record_are_refused_by_config_key():
+    """Rows must hold every record whole: corpus.json counts each split's longest record,
+    and a shorter config.data.seq_len is an error that names the length needed."""
+    corpus = pbmc_corpus()
+    meta = read_metadata(corpus)
+    longest = meta["counts"][longest_key("train")]
+    records = data_source(corpus, "train")
+    assert longest == max(len(records[i]["tokens"]) for i in range(len(records)))
+    just_enough = LoaderOptions(batch_size=4, seq_len=longest - 1, seed=3, pack_window=32)
+    batch = next(iter(host_batches(corpus, "train", just_enough, 0, 1)))
+    assert batch["tokens"].shape == (4, longest - 1)
+    short = LoaderOptions(batch_size=4, seq_len=longest - 2, seed=3, pack_window=32)
+    with pytest.raises(InputError, match=rf"config.data.seq_len >= {longest - 1}"):
+        host_batches(corpus, "train", short, 0, 1)
 
 
 def test_restoring_the_state_continues_with_exactly_the_next_batch():
@@ -89,7 +91,7 @@ def test_restoring_the_state_continues_with_exactly_the_next_batch():
 
 
 def _examples_seen(corpus, process_index, process_count):
-    options = LoaderOptions(batch_size=2, seq_len=4096, seed=1, num_epochs=1, pack_window=128)
+    options = LoaderOptions(batch_size=2, seq_len=512, seed=1, num_epochs=1, pack_window=128)
     seen = []
     for batch in host_batches(corpus, "validation", options, process_index, process_count):
         seen += [batch["tokens"][r, s:e].tobytes() for r, s, e in _segments(batch)]
@@ -108,7 +110,7 @@ def test_hosts_read_disjoint_shares_that_cover_the_split():
 def test_tasks_appear_in_batches_in_proportion_to_their_weights():
     corpus = pbmc_corpus()
     meta = read_metadata(corpus)
-    options = LoaderOptions(batch_size=4, seq_len=4096, seed=0, num_epochs=1)
+    options = LoaderOptions(batch_size=4, seq_len=512, seed=0, num_epochs=1)
     counts = collections.Counter()
     for batch in host_batches(corpus, "train", options, 0, 1):
         counts.update(batch["task_id"][r, s] for r, s, _ in _segments(batch))
@@ -124,7 +126,7 @@ def test_training_can_mix_tasks_with_its_own_weights():
     tasks = read_metadata(corpus)["tasks"]
     first, second = tasks[0], tasks[-1]
     weights = {first: 3.0, second: 1.0}  # every other task is left out
-    options = LoaderOptions(batch_size=4, seq_len=2048, seed=0, task_weights=weights)
+    options = LoaderOptions(batch_size=4, seq_len=256, seed=0, task_weights=weights)
     counts = collections.Counter()
     for batch, _ in zip(host_batches(corpus, "train", options, 0, 1), range(40), strict=False):
         counts.update(tasks[batch["task_id"][r, s]] for r, s, _ in _segments(batch))
@@ -135,7 +137,7 @@ def test_training_can_mix_tasks_with_its_own_weights():
     ids = task_index(corpus, "train")
     source = data_source(corpus, "train")
     assert all(tasks[ids[i]] == source[i]["task"].decode() for i in range(0, len(ids), 37))
-    bad = LoaderOptions(batch_size=4, seq_len=2048, task_weights={"dancing": 1.0})
+    bad = LoaderOptions(batch_size=4, seq_len=256, task_weights={"dancing": 1.0})
     with pytest.raises(InputError, match=r"task_weights' names tasks \['dancing'\]"):
         host_batches(corpus, "train", bad, 0, 1)
 
@@ -145,7 +147,7 @@ def test_loader_places_global_arrays_on_the_mesh_and_restores():
     mesh = Mesh(np.array(jax.devices()[:1]), ("data",))
     loader = CorpusLoader(corpus, "train", OPTIONS, mesh, PartitionSpec("data"))
     first = next(loader)
-    assert isinstance(first["tokens"], jax.Array) and first["tokens"].shape == (4, 2048)
+    assert isinstance(first["tokens"], jax.Array) and first["tokens"].shape == (4, 1024)
     assert first["tokens"].sharding.spec == PartitionSpec("data")
     non_pad = float((first["segment_ids"] > 0).mean())
     assert non_pad > 0.9
@@ -159,7 +161,7 @@ def test_loader_places_global_arrays_on_the_mesh_and_restores():
 @pytest.mark.slow
 def test_worker_processes_deliver_batches_and_restore_exactly():
     corpus = pbmc_corpus()
-    options = LoaderOptions(batch_size=4, seq_len=2048, seed=3, pack_window=128, worker_count=2)
+    options = LoaderOptions(batch_size=4, seq_len=256, seed=3, pack_window=128, worker_count=2)
     iterator = iter(host_batches(corpus, "train", options, 0, 1))
     for _ in range(5):
         next(iterator)

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from c2s_jax.demo import run_data_stage, run_main_job
 
 
@@ -21,10 +23,12 @@ def test_data_stage_runs_end_to_end(tmp_path, capsys):
     assert "reconstruction from sentences" in capsys.readouterr().out
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_main_job_trains_and_resumes(tmp_path, capsys):
     short = (
         "train.steps=4",
-        "data.seq_len=128",
+        "data.seq_len=256",
         "data.batch_size=4",
         "data.eval_batches=1",
         "train.log_every=2",

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 import anndata
 import numpy as np
 import pandas as pd
-from numpy.dtypes import StringDType
 from pandas.api.types import union_categoricals
 
 from c2s_jax.corpus.config import DatasetSpec, SplitSpec
@@ -32,7 +31,7 @@ from c2s_jax.sentences.cell_sentences import (
     SentenceStream,
 )
 from c2s_jax.sentences.embedded import is_embedded, load_embedded
-from c2s_jax.sentences.expression_source import read_anndata
+from c2s_jax.sentences.expression_source import ExpressionSource, MatrixChoice, read_anndata
 from c2s_jax.sentences.readers.detect import detect_format
 from c2s_jax.sentences.sentence_table import SentenceTable, is_sentence_table
 from c2s_jax.sentences.vocabulary import GeneVocabulary
@@ -53,7 +52,6 @@ class CellIndex:
 
     Attributes:
       symbols: [S] gene symbols; gene ids index into it.
-      cell_names: [cells] obs names (numpy StringDType).
       obs: the obs columns the tasks and the split read, one row per cell.
       vocabulary: symbols with their expressing-cell counts.
       stats: cells and genes kept, skipped and filtered.
@@ -61,10 +59,11 @@ class CellIndex:
       target_sum: the normalize_total target of the fit.
       lengths: [cells] int32 genes in each cell's sentence.
       input_rows: [cells] int64 each cell's row in the input (empty cells are not cells).
+      read_names: sorted input rows -> [n] their obs names, read from the input: names are
+        wanted for a few cells or once in order, so an atlas's index does not hold them.
     """
 
     symbols: np.ndarray
-    cell_names: np.ndarray
     obs: pd.DataFrame
     vocabulary: GeneVocabulary
     stats: SentenceStats
@@ -72,9 +71,18 @@ class CellIndex:
     target_sum: float
     lengths: np.ndarray
     input_rows: np.ndarray
+    read_names: Callable[[np.ndarray], np.ndarray]
 
     def __len__(self) -> int:
-        return len(self.cell_names)
+        return len(self.lengths)
+
+    def cell_names(self, cells: np.ndarray) -> np.ndarray:
+        """[n] str obs names of `cells` (indices into this index, any order)."""
+        rows = self.input_rows[np.asarray(cells, np.int64)]
+        order = np.argsort(rows, kind="stable")
+        names = np.empty(len(rows), object)
+        names[order] = np.asarray(self.read_names(rows[order]), object)
+        return names.astype(str)
 
 
 # What DatasetCells._only_value gives for a field with several values in a split.
@@ -420,14 +428,19 @@ def _matrix_cells(
             # Packaged datasets hold cells in rows, however many genes they keep.
             warnings.filterwarnings("ignore", message=".*may be transposed", category=UserWarning)
         stream = SentenceStream(
-            [adata], options, _obs_keys(spec, split_spec), progress=False, rank=all_genes
+            [adata],
+            options,
+            _obs_keys(spec, split_spec),
+            progress=False,
+            rank=all_genes,
+            names=False,
         )
         cells = _IndexParts()
         gene_ids: list[np.ndarray] = []
         symbols = np.zeros(0, str)
         for chunk in stream:  # each chunk is compacted and dropped as it comes
             symbols = chunk.symbols
-            cells.add(chunk.cell_names, chunk.obs, np.diff(chunk.indptr), chunk.rows)
+            cells.add(chunk.obs, np.diff(chunk.indptr), chunk.rows)
             if all_genes:
                 gene_ids.append(chunk.gene_ids)
     index = cells.index(
@@ -436,6 +449,7 @@ def _matrix_cells(
         stats=stream.stats,
         fit=stream.inverse_fit(),
         target_sum=stream.target_sum(),
+        read_names=_names_reader(adata, spec),
     )
     # Later reads know the input's scale and have warned about its shape already.
     fetch_options = dataclasses.replace(options, normalize=not index.stats.normalized_input)
@@ -454,6 +468,18 @@ def _matrix_cells(
     return index, store
 
 
+def _names_reader(adata: DataInput, spec: DatasetSpec) -> Callable[[np.ndarray], np.ndarray]:
+    """Sorted input rows -> their obs names, read from the input when asked."""
+    if isinstance(adata, anndata.AnnData):
+        return lambda rows: np.asarray(adata.obs_names[rows]).astype(str)
+
+    def read(rows: np.ndarray) -> np.ndarray:
+        with ExpressionSource(adata, MatrixChoice(spec.layer, spec.raw)) as source:
+            return source.obs.names(rows)
+
+    return read
+
+
 def _table_cells(
     spec: DatasetSpec, split_spec: SplitSpec, chunk_size: int
 ) -> tuple[CellIndex, GeneStore]:
@@ -468,34 +494,32 @@ def _table_cells(
     table = SentenceTable(spec.path)
     cells = _IndexParts()
     first = 0
-    for names, obs, lengths in table.scan(_obs_keys(spec, split_spec), chunk_size):
-        cells.add(names, obs, lengths, np.arange(first, first + len(names)))
-        first += len(names)
+    for obs, lengths in table.scan(_obs_keys(spec, split_spec), chunk_size):
+        cells.add(obs, lengths, np.arange(first, first + len(lengths)))
+        first += len(lengths)
     index = cells.index(
         symbols=table.symbols,
         vocabulary=table.vocabulary,
         stats=table.stats,
         fit=table.fit,
         target_sum=table.target_sum,
+        read_names=table.names,
     )
     return index, GeneStore(table.genes, index)
 
 
 class _IndexParts:
-    """A CellIndex's per-cell columns, gathered chunk by chunk in compact form: names as
-    numpy's variable-width strings (16 bytes per short name, where a fixed-width str array
-    takes 4 per character of the longest), text obs columns as categoricals, lengths as
-    int32, so the chunks themselves need not be kept until the end."""
+    """A CellIndex's per-cell columns, gathered chunk by chunk in compact form (text obs
+    columns as categoricals, lengths as int32), so the chunks themselves need not be kept
+    until the end."""
 
     def __init__(self):
-        self.names: list[np.ndarray] = []
         self.frames: list[pd.DataFrame] = []
         self.lengths: list[np.ndarray] = []
         self.rows: list[np.ndarray] = []
 
-    def add(self, names: np.ndarray, obs: pd.DataFrame, lengths, rows) -> None:
-        """One chunk's [n] names, obs rows, sentence lengths and input rows."""
-        self.names.append(np.asarray(names, dtype=StringDType()))
+    def add(self, obs: pd.DataFrame, lengths, rows) -> None:
+        """One chunk's [n] obs rows, sentence lengths and input rows."""
         if not all(_is_compact(obs[c]) for c in obs.columns):
             obs = obs.apply(lambda c: c if _is_compact(c) else c.astype("category"))
         self.frames.append(obs)
@@ -505,7 +529,6 @@ class _IndexParts:
     def index(self, **facts) -> CellIndex:
         """The CellIndex of every chunk added, with the dataset-wide `facts`."""
         return CellIndex(
-            cell_names=_joined(self.names, np.zeros(0, StringDType())),
             obs=_joined_obs(self.frames),
             lengths=_joined(self.lengths, np.zeros(0, np.int32)),
             input_rows=_joined(self.rows, np.zeros(0, np.int64)),
@@ -563,7 +586,7 @@ def _neighbors(adata, spec: DatasetSpec, sentences: CellIndex, k: int) -> np.nda
             f"{spec.path}: obsm has no '{spec.spatial_key}' (config key "
             f"datasets.{spec.name}.spatial_key); name the coordinates entry or set it to None"
         )
-    rows = adata.obs_names.get_indexer(sentences.cell_names)
+    rows = sentences.input_rows
     coords = np.asarray(adata.obsm[spec.spatial_key])[rows, :2].astype(np.float64)
     k = min(k, len(coords) - 1)
     _, nearest = cKDTree(coords).query(coords, k=k + 1)

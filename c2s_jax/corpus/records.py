@@ -471,7 +471,7 @@ def _write_cells(datasets: list[DatasetCells], path: Path) -> None:
                         ),
                         "cell_index": rows.astype(np.int64),
                         "cell_name": pa.array(
-                            d.sentences.cell_names[rows].astype(object), pa.string()
+                            d.sentences.cell_names(rows).astype(object), pa.string()
                         ),
                         "split": pa.DictionaryArray.from_arrays(
                             d.split[rows].astype(np.int32), splits

@@ -92,7 +92,7 @@ def load_held_out(bundle: Bundle, dataset: str | None = None) -> HeldOut:
     source = open_dataset(dataset_spec)
     adata = source if isinstance(source, anndata.AnnData) else anndata.read_h5ad(source)
     matrix = _matrix(adata, dataset_spec)
-    rows = adata.obs_names.get_indexer(cells.sentences.cell_names)
+    rows = cells.sentences.input_rows
     columns = _columns(adata, dataset_spec, cells.sentences.symbols)
     expression = sp.csr_matrix(matrix)[rows][:, columns]
     return HeldOut(cells, expression, InverseFit(**meta["inverse_fit"]))

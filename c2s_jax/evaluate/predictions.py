@@ -68,7 +68,7 @@ def predictions_adata(
         "split",
         pd.Categorical([split_names[int(s)] for s in held.cells.split[cells]], list(SPLIT_IDS)),
     )
-    obs.index = pd.Index([str(n) for n in held.cells.sentences.cell_names[cells]])
+    obs.index = pd.Index(held.cells.sentences.cell_names(cells))
     symbols = [str(s) for s in held.symbols]
     in_corpus = np.array([vocabulary.get(s, 0) for s in symbols], np.int64)
     var = pd.DataFrame(

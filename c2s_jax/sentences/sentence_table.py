@@ -81,45 +81,51 @@ class SentenceTable:
 
     def scan(
         self, obs_keys: Sequence[str], batch_size: int
-    ) -> Iterator[tuple[np.ndarray, pd.DataFrame, np.ndarray]]:
-        """(cell names [n] object, obs, [n] int64 sentence lengths) batch by batch, in row
-        order."""
+    ) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
+        """(obs, [n] int64 sentence lengths) batch by batch, in row order; cell names are
+        left for `names` (decoding them is most of a scan's time)."""
         self.check_obs_columns(obs_keys)
         # Tables that record each sentence's length are scanned without the sentences;
         # older ones count the words of each.
         stored = "sentence_length" in self._file.schema_arrow.names
         length_column = "sentence_length" if stored else "cell_sentence"
-        columns = ["cell_name", *obs_keys, length_column]
+        columns = [*obs_keys, length_column]
         for batch in self._file.iter_batches(batch_size=batch_size, columns=columns):
             lengths = batch.column(length_column)
             if not stored:
                 lengths = pc.list_value_length(pc.utf8_split_whitespace(lengths))
             obs = batch.select(list(obs_keys)).to_pandas() if obs_keys else pd.DataFrame()
-            names = batch.column("cell_name").to_numpy(zero_copy_only=False)
-            yield names, obs, np.asarray(lengths.fill_null(0), np.int64)
+            yield obs, np.asarray(lengths.fill_null(0), np.int64)
+
+    def names(self, rows: np.ndarray) -> np.ndarray:
+        """[len(rows)] object cell names of sorted `rows`."""
+        return self._column_at("cell_name", rows).to_numpy(zero_copy_only=False)
 
     def genes(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Ranked gene ids of sorted `rows`: (gene_ids [total] int32, indptr [rows + 1]).
+        """Ranked gene ids of sorted `rows`: (gene_ids [total] int32, indptr [rows + 1])."""
+        pieces = [self._ids(s) for s in self._column_at("cell_sentence", rows).to_pylist()]
+        indptr = np.zeros(len(pieces) + 1, np.int64)
+        np.cumsum([len(p) for p in pieces], out=indptr[1:])
+        gene_ids = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
+        return gene_ids.astype(np.int32), indptr
 
-        Row groups without a wanted row are not read.
-        """
+    def _column_at(self, column: str, rows: np.ndarray) -> pa.ChunkedArray:
+        """One column's values at sorted `rows`; row groups without a wanted row are not
+        read."""
         rows = np.asarray(rows, np.int64)
-        pieces: list[np.ndarray] = []
+        pieces: list[pa.Array] = []
         start = 0
         for group in range(self._file.num_row_groups):
             stop = start + self._file.metadata.row_group(group).num_rows
             wanted = rows[(rows >= start) & (rows < stop)] - start
             if len(wanted):
-                column = self._file.read_row_group(group, columns=["cell_sentence"])
-                chosen = column.column("cell_sentence").take(pa.array(wanted))
-                pieces += [self._ids(s) for s in chosen.to_pylist()]
+                values = self._file.read_row_group(group, columns=[column]).column(column)
+                pieces.extend(values.take(pa.array(wanted)).chunks)
             start = stop
-        if len(pieces) != len(rows):
+        taken = pa.chunked_array(pieces, self._file.schema_arrow.field(column).type)
+        if len(taken) != len(rows):
             raise InputError(f"{self.path}: rows beyond the table's {start} asked for")
-        indptr = np.zeros(len(pieces) + 1, np.int64)
-        np.cumsum([len(p) for p in pieces], out=indptr[1:])
-        gene_ids = np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
-        return gene_ids.astype(np.int32), indptr
+        return taken
 
     def _ids(self, sentence: str | None) -> np.ndarray:
         words = (sentence or "").split()

@@ -15,6 +15,7 @@ from c2s_jax.corpus.records import build_corpus, data_source, read_metadata
 from c2s_jax.corpus.tasks import ExampleFactory
 from c2s_jax.corpus.tokenizer import ExampleEncoder, Tokenizer
 from c2s_jax.errors import InputError
+from c2s_jax.sentences.embedded import load_embedded
 from tests.support.corpus_helpers import (
     PBMC_CONFIG,
     pbmc_corpus,
@@ -37,6 +38,8 @@ def test_metadata_travels_with_the_records():
     assert meta["config"]["seed"] == 0
     cells = pd.read_parquet(corpus / "cells.parquet")
     assert len(cells) == 700
+    # Names come from the input, in cell order (the index does not hold them).
+    assert cells.cell_name.tolist() == list(load_embedded("embedded:pbmc68k").obs_names)
     assert cells.split.value_counts().to_dict() == pbmc["cells_per_split"]
     assert sum(meta["splits"].values()) == 760
 
@@ -211,6 +214,10 @@ def test_a_sentence_table_builds_the_same_corpus_as_its_source(tmp_path):
     out = scratch_dir() / "from_table"
     build_corpus(corpus_spec(config), out, progress=False)
     assert shard_digests(out) == shard_digests(pbmc_corpus())
+    # Cell names are read from the table where cells.parquet writes them (several row groups).
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(out / "cells.parquet"), pd.read_parquet(pbmc_corpus() / "cells.parquet")
+    )
     assert read_metadata(out)["datasets"]["pbmc68k"]["path"] == str(table)
     assert (
         read_metadata(out)["datasets"]["pbmc68k"]["genes"]

@@ -29,6 +29,8 @@ from tests.support.trained_model import ROOT, pbmc_train_config, pbmc_workdir
 EVAL_CONFIG = ROOT / "configs" / "eval" / "pbmc68k.py"
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_eval_writes_every_metric_beside_its_baseline_and_floor(tmp_path, capsys):
     out = tmp_path / "report"
     small = [
@@ -106,7 +108,7 @@ def check_predictions(path, metrics: dict) -> None:
     adata = anndata.read_h5ad(path)
     held = load_held_out(load_bundle(pbmc_workdir()))
     test_cells = held.split_cells("test")
-    names = held.cells.sentences.cell_names
+    names = held.cells.sentences.cell_names(np.arange(len(held.cells.sentences)))
     assert adata.n_obs == 24 and set(adata.obs_names) <= set(names[test_cells])
     rows = np.array([list(names).index(n) for n in adata.obs_names])
     assert list(adata.obs["split"].unique()) == ["test"]
@@ -169,6 +171,8 @@ def perturb_bundle():
     return load_bundle(workdir)
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_perturbation_part_scores_model_and_baselines_per_pair(perturb_bundle):
     held = load_held_out(perturb_bundle)
     cfg = load_config(EVAL_CONFIG).perturbation

@@ -42,7 +42,7 @@ def test_predictions_file(held, tmp_path):
     path = tmp_path / "predictions.h5ad"
     write_predictions(path, adata)
     back = anndata.read_h5ad(path)
-    assert list(back.obs_names) == [str(n) for n in held.cells.sentences.cell_names[cells]]
+    assert list(back.obs_names) == list(held.cells.sentences.cell_names(cells))
     assert isinstance(back.obs["cell_type"].dtype, pd.CategoricalDtype)
     assert back.obs["cell_type_correct_knn"].tolist() == [True, False] * 6
     answered = back.obs["qa_is_expressed_correct_likelihood"]

@@ -26,6 +26,8 @@ FAMILIES = {
 }
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_transformers_serves_the_export_with_its_tokenizer(family, tmp_path):
     import torch

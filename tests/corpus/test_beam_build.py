@@ -17,6 +17,8 @@ from tests.support.corpus_helpers import (
 pytest.importorskip("apache_beam")
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_a_beam_build_writes_the_records_of_a_single_process_build():
     out = scratch_dir() / "beam"
     spec = corpus_spec(small_config())

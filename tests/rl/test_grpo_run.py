@@ -82,6 +82,8 @@ def two_steps(tmp_path_factory) -> Path:
     return workdir
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_a_run_logs_every_step_evaluates_and_exports_a_loadable_bundle(two_steps):
     train = by_step(two_steps, "train")
     assert sorted(train) == [1, 2]
@@ -106,6 +108,8 @@ def test_a_run_logs_every_step_evaluates_and_exports_a_loadable_bundle(two_steps
     assert any(jax.tree.leaves(moved))
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_eight_devices_take_the_same_steps_as_one_resumed_device(two_steps, tmp_path):
     """An uninterrupted run on a data x fsdp mesh of 8 virtual devices against the
     interrupted and resumed one-device run: the same prompts, tokens and rewards, and
@@ -151,6 +155,8 @@ def test_bad_settings_name_the_config_key(tmp_path):
         corpus_prompts(tmp_path, "validation", ["language_modeling"], tokenizer=None)
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_a_run_in_a_bucket_writes_everything_there(bucket_root, tmp_path, monkeypatch):
     """GRPO keeps a gs:// workdir a URL (the runner it shares with training), so metrics,
     the export and the result land in the bucket, not in a local './gs:' folder."""

@@ -4,6 +4,7 @@ rewarded for the fraction of its 8 new tokens that are the id 7."""
 import jax
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 
 from c2s_jax import parallel
@@ -73,6 +74,8 @@ def held_out_reward(grpo: GRPO) -> float:
     return grpo.evaluate(prompts(), sampling, samples=GROUP, batch_size=64)["reward"]
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_full_parameter_grpo_learns_the_toy_reward_with_bounded_kl():
     grpo = learner()
     before = held_out_reward(grpo)
@@ -94,6 +97,8 @@ def test_full_parameter_grpo_learns_the_toy_reward_with_bounded_kl():
     assert np.mean([m["reward"] for m in history[-3:]]) > 0.8
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_lora_trains_adapters_only_against_the_frozen_base_as_reference():
     grpo = learner(lora_rank=2, beta=0.1)
     # The reference is the base the adapters sit on, not a copy of it.

@@ -5,9 +5,13 @@ import signal
 import socket
 import time
 
+import pytest
+
 from tests.support.training import losses, run_training
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_sigterm_saves_the_current_step_and_exits_cleanly(tmp_path):
     run = run_training(tmp_path, "train.steps=100000", "train.checkpoint_every=100000", wait=False)
     metrics = tmp_path / "metrics.jsonl"
@@ -34,6 +38,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_two_processes_train_together_over_gloo(tmp_path):
     port = _free_port()
     runs = [

@@ -2,6 +2,7 @@
 and a checkpoint written on 8 devices restored onto 4."""
 
 import numpy as np
+import pytest
 
 from c2s_jax.train.loop import train
 from tests.support.training import losses, run_training
@@ -12,6 +13,8 @@ MESHES = {
 }
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_loss_curve_is_the_same_on_any_mesh(tiny_config, tmp_path):
     train(tiny_config(), tmp_path / "one_device")
     reference = losses(tmp_path / "one_device")

@@ -21,6 +21,7 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 
 import jax
+import ml_collections
 import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -132,6 +133,12 @@ def make_mesh(
             # Virtual CPU devices have no physical topology to follow.
             grid = np.asarray(devices).reshape(shape)
     return Mesh(grid, MESH_AXES)
+
+
+def config_mesh(cfg: ml_collections.ConfigDict) -> tuple[Mesh, tuple]:
+    """(mesh over this job's devices, logical rules) of a training or GRPO config: its
+    `mesh` sizes, `dcn_data` slices and `rules`."""
+    return make_mesh(dict(cfg.mesh), cfg.dcn_data), tuple(tuple(r) for r in cfg.rules)
 
 
 def topology_devices(topology: str, slices: int = 1) -> list:

@@ -356,16 +356,14 @@ def run_grpo(
     Args:
       cfg: the GRPO config.
       workdir: the run's folder.
-      strict_restore: stop when the newest checkpoint cannot be read, instead of resuming
-        from the next older one.
+      strict_restore: as for `c2s_jax.train.loop.train`.
 
     Raises:
-      WorkdirBusyError: another run holds `workdir`.
-      RestoreError: no checkpoint can be restored (see `strict_restore`).
-      NonFiniteLossError: the loss became NaN or infinite.
+      InputError: a setting GRPO cannot run with, or no `init_from`. Besides, what
+      `c2s_jax.run.runner.run` raises: a busy workdir, no readable checkpoint, a
+      non-finite loss.
     """
-    mesh = parallel.make_mesh(dict(cfg.mesh), cfg.dcn_data)
-    rules = tuple(tuple(r) for r in cfg.rules)
+    mesh, rules = parallel.config_mesh(cfg)
     _check_rows(cfg, mesh, rules)
     if not cfg.init_from:
         raise InputError(

@@ -60,13 +60,12 @@ def train(
         from the next older one.
 
     Raises:
-      WorkdirBusyError: another run holds `workdir`.
-      RestoreError: no checkpoint can be restored (see `strict_restore`).
-      NonFiniteLossError: the loss became NaN or infinite.
+      InputError: a setting the step cannot run with (before the workdir is touched).
+      Besides, what `c2s_jax.run.runner.run` raises: a busy workdir, no readable
+      checkpoint, a non-finite loss.
     """
     # Settings are checked before the workdir is touched: a bad value leaves nothing behind.
-    mesh = parallel.make_mesh(dict(cfg.mesh), cfg.dcn_data)
-    rules = tuple(tuple(r) for r in cfg.rules)
+    mesh, rules = parallel.config_mesh(cfg)
     check_train_settings(cfg, parallel.batch_shards(mesh, rules))
     t = cfg.train
     schedule = Schedule(

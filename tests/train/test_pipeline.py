@@ -1,6 +1,8 @@
 """Input pipeline: packing masks, host sharding, mixture in batches, exact restore, mesh output."""
 
 import collections
+import json
+import shutil
 
 import jax
 import numpy as np
@@ -72,6 +74,21 @@ def test_rows_shorter_than_the_longest_record_are_refused_by_config_key():
     short = LoaderOptions(batch_size=4, seq_len=longest - 2, seed=3, pack_window=32)
     with pytest.raises(InputError, match=rf"config.data.seq_len >= {longest - 1}"):
         host_batches(corpus, "train", short, 0, 1)
+
+
+def test_a_corpus_without_its_longest_record_counted_is_held_to_its_seq_len(tmp_path):
+    """Corpora built before the longest record was counted: the seq_len they were built
+    with bounds their records, so rows must hold that."""
+    older = tmp_path / "older"
+    shutil.copytree(pbmc_corpus(), older)
+    meta = read_metadata(older)
+    del meta["counts"][longest_key("train")]
+    (older / "corpus.json").write_text(json.dumps(meta))
+    fits = LoaderOptions(batch_size=4, seq_len=meta["seq_len"] - 1, seed=3, pack_window=32)
+    assert next(iter(host_batches(older, "train", fits, 0, 1)))["tokens"].shape[1] == 255
+    short = LoaderOptions(batch_size=4, seq_len=meta["seq_len"] - 2, seed=3, pack_window=32)
+    with pytest.raises(InputError, match=r"at most its seq_len.*seq_len >= 255"):
+        host_batches(older, "train", short, 0, 1)
 
 
 def test_restoring_the_state_continues_with_exactly_the_next_batch():

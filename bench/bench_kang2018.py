@@ -20,10 +20,12 @@ The table gives mean ± std over seeds and, per metric, on how many seeds the mo
 each baseline.
 
     .venv/bin/python bench/bench_kang2018.py [--seeds 3] [--steps 600] [--train-examples 8000]
-        [--cells 100] [--annotation-cells 200] [--print-only]
+        [--cells 100] [--annotation-cells 200] [--first-seed 0] [--task-weights DICT]
+        [--print-only]
 """
 
 import argparse
+import hashlib
 import json
 import math
 import shutil
@@ -82,14 +84,20 @@ def corpus(train_examples: int) -> Path:
     return out
 
 
-def worker(corpus_dir: str, seed: int, steps: int, cells: int, annotation_cells: int) -> dict:
-    """Trains one seed from scratch and evaluates it; the perturbation table, the cell
-    type accuracies and the wall times."""
+def worker(
+    corpus_dir: str, seed: int, steps: int, cells: int, annotation_cells: int, task_weights: str
+) -> dict:
+    """Trains one seed from scratch (with `task_weights`, a dict literal, as
+    config.data.task_weights; '{}' keeps the corpus's mixture) and evaluates it; the
+    perturbation table, the cell type accuracies and the wall times."""
     from c2s_jax.config_loading import load_config
     from c2s_jax.evaluate.run import run_evaluation
     from c2s_jax.train.loop import train
 
-    workdir = OUT / f"train_seed{seed}_{steps}"
+    # Runs of another mixture keep their own workdirs beside the corpus mixture's.
+    digest = hashlib.sha256(task_weights.encode()).hexdigest()[:8]
+    mixture = "" if task_weights == "{}" else f"_{digest}"
+    workdir = OUT / f"train_seed{seed}_{steps}{mixture}"
     shutil.rmtree(workdir, ignore_errors=True)  # a fresh run, not a resumed one
     train_cfg = load_config(
         TRAIN_CONFIG,
@@ -100,6 +108,7 @@ def worker(corpus_dir: str, seed: int, steps: int, cells: int, annotation_cells:
             f"train.eval_every={steps}",
             f"train.checkpoint_every={steps}",
             f"optimizer.warmup_steps={min(20, max(1, steps // 10))}",
+            f"data.task_weights={task_weights}",
         ],
     )
     began = time.perf_counter()
@@ -177,11 +186,14 @@ def type_table(runs: list[dict], cell_type: str) -> list[str]:
 
 def markdown(runs: list[dict], args: argparse.Namespace) -> str:
     types = sorted({r["cell_type"] for r in runs[0]["table"]})
+    extra = f" --first-seed {args.first_seed}" if args.first_seed else ""
+    extra += f' --task-weights "{args.task_weights}"' if args.task_weights != "{}" else ""
     command = (
         f"`.venv/bin/python bench/bench_kang2018.py --seeds {args.seeds} --steps {args.steps} "
         f"--train-examples {args.train_examples} --cells {args.cells} "
-        f"--annotation-cells {args.annotation_cells}`"
+        f"--annotation-cells {args.annotation_cells}{extra}`"
     )
+    last_seed = args.first_seed + args.seeds - 1
     accuracy = {m: mean_std([r["annotation"][m] for r in runs]) for m in runs[0]["annotation"]}
     lines = [
         "## Perturbation response on Kang 2018: IFN-beta in cell types never seen stimulated",
@@ -190,7 +202,8 @@ def markdown(runs: list[dict], args: argparse.Namespace) -> str:
         "B and NK held out whole) shrunk for CPU to 2-3 cells of their top 50 genes per "
         f"example, {args.train_examples} training examples, seq_len 512. Model: "
         "configs/train/gemma2_kang2018.py (Gemma-2, 4 layers x 128, 3 M parameters), "
-        f"{args.steps} steps of 8 x 512 tokens, one model per seed (seeds 0-{args.seeds - 1}: "
+        f"{args.steps} steps of 8 x 512 tokens, one model per seed (seeds "
+        f"{args.first_seed}-{last_seed}: "
         "initialization, data order and the evaluation's cell draws; the corpus and its "
         "split are fixed). Evaluation: configs/eval/kang2018.py; per held-out type the "
         f"model gets {args.cells} control cells and writes their stimulated state (sampled "
@@ -219,6 +232,13 @@ def markdown(runs: list[dict], args: argparse.Namespace) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="training seeds")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds run from this one")
+    parser.add_argument(
+        "--task-weights",
+        default="{}",
+        help="config.data.task_weights of the training runs, a dict literal "
+        "(default: the corpus's own mixture)",
+    )
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--train-examples", type=int, default=8000)
     parser.add_argument("--cells", type=int, default=100, help="control cells per held-out type")
@@ -226,18 +246,20 @@ def main() -> None:
     parser.add_argument(
         "--print-only", action="store_true", help="print the table, leave BENCHMARKS.md alone"
     )
-    parser.add_argument("--worker", nargs=5, metavar=("CORPUS", "SEED", "STEPS", "CELLS", "ANN"))
+    parser.add_argument(
+        "--worker", nargs=6, metavar=("CORPUS", "SEED", "STEPS", "CELLS", "ANN", "WEIGHTS")
+    )
     args = parser.parse_args()
     if args.worker:
-        corpus_dir, *numbers = args.worker
-        print(json.dumps(worker(corpus_dir, *map(int, numbers))))
+        corpus_dir, *numbers, weights = args.worker
+        print(json.dumps(worker(corpus_dir, *map(int, numbers), weights)))
         return
 
     OUT.mkdir(parents=True, exist_ok=True)
     corpus_dir = corpus(args.train_examples)
     runs = []
-    for seed in range(args.seeds):
-        argv = (corpus_dir, seed, args.steps, args.cells, args.annotation_cells)
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
+        argv = (corpus_dir, seed, args.steps, args.cells, args.annotation_cells, args.task_weights)
         run = run_worker(__file__, *map(str, argv))
         runs.append(run)
         print(f"seed {seed}: loss {run['train_loss']:.3f}, {run['train_s'] + run['eval_s']:.0f} s")

@@ -4,6 +4,7 @@ import collections
 import json
 import shutil
 
+import grain
 import jax
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from jax.sharding import Mesh, PartitionSpec
 
 from c2s_jax.corpus.records import data_source, longest_key, read_metadata, task_index
 from c2s_jax.errors import InputError
-from c2s_jax.train.packing import BATCH_KEYS, pack_rows
+from c2s_jax.train.packing import BATCH_KEYS, PackedBatchDataset, pack_rows
 from c2s_jax.train.pipeline import CorpusLoader, LoaderOptions, host_batches
 from tests.support.corpus_helpers import pbmc_corpus
 
@@ -89,6 +90,21 @@ def test_a_corpus_without_its_longest_record_counted_is_held_to_its_seq_len(tmp_
     short = LoaderOptions(batch_size=4, seq_len=meta["seq_len"] - 2, seed=3, pack_window=32)
     with pytest.raises(InputError, match=r"at most its seq_len.*seq_len >= 255"):
         host_batches(older, "train", short, 0, 1)
+
+
+def test_the_packer_refuses_a_record_longer_than_its_rows_instead_of_cutting_it():
+    """Behind the loader's check: a record that does not fit (corpus.json and its records
+    disagree) stops packing; it is never silently cut."""
+    records = [
+        {"tokens": np.arange(1, n + 1), "loss_mask": np.ones(n, np.uint8), "task_id": 0}
+        for n in (5, 9)
+    ]
+    source = grain.MapDataset.source(records).to_iter_dataset()
+    batches = PackedBatchDataset(source, batch_size=2, seq_len=7, window=4, seed=0)
+    with pytest.raises(ValueError, match="a record of 9 tokens does not fit rows of 7"):
+        next(iter(batches))
+    fits = PackedBatchDataset(source, batch_size=2, seq_len=8, window=4, seed=0)
+    assert next(iter(fits))["tokens"].shape == (2, 8)
 
 
 def test_restoring_the_state_continues_with_exactly_the_next_batch():

@@ -21,7 +21,11 @@ each baseline.
 
     .venv/bin/python bench/bench_kang2018.py [--seeds 3] [--steps 600] [--train-examples 8000]
         [--cells 100] [--annotation-cells 200] [--first-seed 0] [--task-weights DICT]
-        [--print-only]
+        [--reuse-models] [--print-only]
+
+`--reuse-models` evaluates again the models a finished earlier run of the same seeds,
+steps and mixture left in bench/out/kang2018, instead of training them anew (for a change
+of the evaluation alone, such as its decoding).
 """
 
 import argparse
@@ -85,35 +89,32 @@ def corpus(train_examples: int) -> Path:
 
 
 def worker(
-    corpus_dir: str, seed: int, steps: int, cells: int, annotation_cells: int, task_weights: str
+    corpus_dir: str,
+    seed: int,
+    steps: int,
+    cells: int,
+    annotation_cells: int,
+    task_weights: str,
+    reuse: int,
 ) -> dict:
     """Trains one seed from scratch (with `task_weights`, a dict literal, as
-    config.data.task_weights; '{}' keeps the corpus's mixture) and evaluates it; the
-    perturbation table, the cell type accuracies and the wall times."""
+    config.data.task_weights; '{}' keeps the corpus's mixture), or with `reuse` takes the
+    model a finished earlier run left, and evaluates it; the perturbation table, the cell
+    type accuracies, the decoding and the wall times (training NaN when reused)."""
     from c2s_jax.config_loading import load_config
     from c2s_jax.evaluate.run import run_evaluation
-    from c2s_jax.train.loop import train
 
     # Runs of another mixture keep their own workdirs beside the corpus mixture's.
     digest = hashlib.sha256(task_weights.encode()).hexdigest()[:8]
     mixture = "" if task_weights == "{}" else f"_{digest}"
     workdir = OUT / f"train_seed{seed}_{steps}{mixture}"
-    shutil.rmtree(workdir, ignore_errors=True)  # a fresh run, not a resumed one
-    train_cfg = load_config(
-        TRAIN_CONFIG,
-        [
-            f"seed={seed}",
-            f"data.corpus_dir='{corpus_dir}'",
-            f"train.steps={steps}",
-            f"train.eval_every={steps}",
-            f"train.checkpoint_every={steps}",
-            f"optimizer.warmup_steps={min(20, max(1, steps // 10))}",
-            f"data.task_weights={task_weights}",
-        ],
-    )
-    began = time.perf_counter()
-    trained = train(train_cfg, workdir)
-    train_s = time.perf_counter() - began
+    if reuse:
+        finished = json.loads((workdir / "result.json").read_text())
+        if finished["step"] != steps:
+            raise SystemExit(f"{workdir}: trained {finished['step']} steps, not {steps}")
+        train_loss, train_s = finished["train_loss"], math.nan
+    else:
+        train_loss, train_s = train_seed(corpus_dir, seed, steps, task_weights, workdir)
     eval_cfg = load_config(
         EVAL_CONFIG,
         [
@@ -131,10 +132,36 @@ def worker(
     return {
         "table": results["perturbation"]["table"],
         "annotation": {m: s["accuracy"] for m, s in annotation.items()},
-        "train_loss": trained.train_loss,
+        "decoding": {k: eval_cfg.perturbation[k] for k in ("temperature", "top_p")},
+        "train_loss": train_loss,
         "train_s": train_s,
         "eval_s": time.perf_counter() - began,
     }
+
+
+def train_seed(
+    corpus_dir: str, seed: int, steps: int, task_weights: str, workdir: Path
+) -> tuple[float, float]:
+    """Trains one model from scratch into `workdir`: (final training loss, seconds)."""
+    from c2s_jax.config_loading import load_config
+    from c2s_jax.train.loop import train
+
+    shutil.rmtree(workdir, ignore_errors=True)  # a fresh run, not a resumed one
+    train_cfg = load_config(
+        TRAIN_CONFIG,
+        [
+            f"seed={seed}",
+            f"data.corpus_dir='{corpus_dir}'",
+            f"train.steps={steps}",
+            f"train.eval_every={steps}",
+            f"train.checkpoint_every={steps}",
+            f"optimizer.warmup_steps={min(20, max(1, steps // 10))}",
+            f"data.task_weights={task_weights}",
+        ],
+    )
+    began = time.perf_counter()
+    trained = train(train_cfg, workdir)
+    return trained.train_loss, time.perf_counter() - began
 
 
 def mean_std(values: list[float]) -> str:
@@ -188,6 +215,7 @@ def markdown(runs: list[dict], args: argparse.Namespace) -> str:
     types = sorted({r["cell_type"] for r in runs[0]["table"]})
     extra = f" --first-seed {args.first_seed}" if args.first_seed else ""
     extra += f' --task-weights "{args.task_weights}"' if args.task_weights != "{}" else ""
+    extra += " --reuse-models" if args.reuse_models else ""
     command = (
         f"`.venv/bin/python bench/bench_kang2018.py --seeds {args.seeds} --steps {args.steps} "
         f"--train-examples {args.train_examples} --cells {args.cells} "
@@ -195,6 +223,12 @@ def markdown(runs: list[dict], args: argparse.Namespace) -> str:
     )
     last_seed = args.first_seed + args.seeds - 1
     accuracy = {m: mean_std([r["annotation"][m] for r in runs]) for m in runs[0]["annotation"]}
+    decoding = runs[0]["decoding"]
+    trained = (
+        f"training {mean_std([r['train_s'] / 60 for r in runs])} min"
+        if not args.reuse_models
+        else "models of an earlier run of the same seeds, evaluated again (--reuse-models)"
+    )
     lines = [
         "## Perturbation response on Kang 2018: IFN-beta in cell types never seen stimulated",
         "",
@@ -207,7 +241,7 @@ def markdown(runs: list[dict], args: argparse.Namespace) -> str:
         "initialization, data order and the evaluation's cell draws; the corpus and its "
         "split are fixed). Evaluation: configs/eval/kang2018.py; per held-out type the "
         f"model gets {args.cells} control cells and writes their stimulated state (sampled "
-        "at temperature 1, top-p 0.95). "
+        f"at temperature {decoding['temperature']}, top-p {decoding['top_p']}). "
         "Every cell is its top-50 sentence through the corpus's inverse fit. Mean change: "
         "mean of all the type's stimulated cells minus mean of all its controls; MMD² "
         "(Gaussian kernel, bandwidth the median distance among the real cells) and scFID "
@@ -223,7 +257,7 @@ def markdown(runs: list[dict], args: argparse.Namespace) -> str:
         "validation and test cells): " + ", ".join(f"{m} {v}" for m, v in accuracy.items()) + ".",
         "",
         f"Per seed: final training loss {mean_std([r['train_loss'] for r in runs])}, "
-        f"training {mean_std([r['train_s'] / 60 for r in runs])} min, evaluation "
+        f"{trained}, evaluation "
         f"{mean_std([r['eval_s'] / 60 for r in runs])} min.",
     ]
     return "\n".join(lines)
@@ -244,25 +278,35 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=100, help="control cells per held-out type")
     parser.add_argument("--annotation-cells", type=int, default=200)
     parser.add_argument(
+        "--reuse-models",
+        action="store_true",
+        help="evaluate the models an earlier run left instead of training them anew",
+    )
+    parser.add_argument(
         "--print-only", action="store_true", help="print the table, leave BENCHMARKS.md alone"
     )
     parser.add_argument(
-        "--worker", nargs=6, metavar=("CORPUS", "SEED", "STEPS", "CELLS", "ANN", "WEIGHTS")
+        "--worker",
+        nargs=7,
+        metavar=("CORPUS", "SEED", "STEPS", "CELLS", "ANN", "WEIGHTS", "REUSE"),
     )
     args = parser.parse_args()
     if args.worker:
-        corpus_dir, *numbers, weights = args.worker
-        print(json.dumps(worker(corpus_dir, *map(int, numbers), weights)))
+        corpus_dir, *numbers, weights, reuse = args.worker
+        print(json.dumps(worker(corpus_dir, *map(int, numbers), weights, int(reuse))))
         return
 
     OUT.mkdir(parents=True, exist_ok=True)
     corpus_dir = corpus(args.train_examples)
     runs = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        argv = (corpus_dir, seed, args.steps, args.cells, args.annotation_cells, args.task_weights)
+        argv = (
+            *(corpus_dir, seed, args.steps, args.cells, args.annotation_cells),
+            *(args.task_weights, int(args.reuse_models)),
+        )
         run = run_worker(__file__, *map(str, argv))
         runs.append(run)
-        print(f"seed {seed}: loss {run['train_loss']:.3f}, {run['train_s'] + run['eval_s']:.0f} s")
+        print(f"seed {seed}: loss {run['train_loss']:.3f}, evaluation {run['eval_s']:.0f} s")
     text = markdown(runs, args)
     print(text)
     if not args.print_only:

@@ -19,7 +19,7 @@ The recipe, on the embedded Kang 2018 data (nothing downloaded; needs the data w
 The table gives mean ± std over seeds and, per metric, on how many seeds the model beats
 each baseline.
 
-    .venv/bin/python bench/bench_kang2018.py [--seeds 3] [--steps 600] [--train-examples 8000]
+    .venv/bin/python bench/bench_kang2018.py [--seeds 3] [--steps 900] [--train-examples 8000]
         [--cells 100] [--annotation-cells 200] [--first-seed 0] [--task-weights DICT]
         [--reuse-models] [--print-only]
 
@@ -273,7 +273,7 @@ def main() -> None:
         help="config.data.task_weights of the training runs, a dict literal "
         "(default: the corpus's own mixture)",
     )
-    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--steps", type=int, default=900)
     parser.add_argument("--train-examples", type=int, default=8000)
     parser.add_argument("--cells", type=int, default=100, help="control cells per held-out type")
     parser.add_argument("--annotation-cells", type=int, default=200)

@@ -18,13 +18,13 @@ cells beside logistic regression, kNN and the majority label. Question answering
 generation are off (the test split holds only three stimulated cell types). About 3
 minutes on 2 CPU cores.
 
-Expected for the 600-step model of configs/train/gemma2_kang2018.py (seed 0): the model
+Expected for the 900-step model of configs/train/gemma2_kang2018.py (seed 0): the model
 beats "control_mean" on every metric for all three held-out types, e.g. NK: Pearson of
-change 0.65 (top-100 DE 0.72), MSE 0.028 vs 0.047, MMD 0.14 vs 0.36, scFID 2.1 vs 3.9;
-CD14 Mono: MMD 0.23 vs 0.89, scFID 2.6 vs 15.3. "train_mean" (IFN response is much alike
-across PBMC types) stays ahead on B and NK (Pearson ~0.9) and behind on CD14 Mono's
-top-100 MSE, MMD and scFID. Cell type annotation by generation is lower than after 300
-steps (0.23 here; BENCHMARKS.md has both runs).
+change 0.50 (top-100 DE 0.57), MSE 0.034 vs 0.047, MMD 0.21 vs 0.36, scFID 2.5 vs 3.9;
+CD14 Mono: MMD 0.15 vs 0.89, scFID 2.4 vs 15.3. "train_mean" (IFN response is much alike
+across PBMC types) stays ahead on B and NK (Pearson ~0.9) and on CD14 Mono's direction
+accuracy, behind on its Pearson, MSE, MMD and scFID. Cell type annotation by generation
+0.34 here (BENCHMARKS.md has every seed).
 """
 
 import ml_collections

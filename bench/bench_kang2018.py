@@ -109,6 +109,8 @@ def worker(
     mixture = "" if task_weights == "{}" else f"_{digest}"
     workdir = OUT / f"train_seed{seed}_{steps}{mixture}"
     if reuse:
+        if not (workdir / "result.json").exists():
+            raise SystemExit(f"{workdir}: no finished run to reuse; run without --reuse-models")
         finished = json.loads((workdir / "result.json").read_text())
         if finished["step"] != steps:
             raise SystemExit(f"{workdir}: trained {finished['step']} steps, not {steps}")
